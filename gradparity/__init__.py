@@ -1,0 +1,1 @@
+"""gradparity: framework-parity validation of neural-network gradients."""

@@ -1,0 +1,25 @@
+"""Errors raised for user mistakes.
+
+`UsageError` carries a one-line message that names the field, the value and what was
+expected. The command line prints it without a traceback and exits with code 2.
+"""
+
+from __future__ import annotations
+
+
+class UsageError(ValueError):
+    """A bad spec, suite file, option or input; the message is one line, for the user."""
+
+
+class SpecError(UsageError):
+    """A field of a `Spec` (or of a suite entry) has a value the harness cannot use."""
+
+    def __init__(self, field: str, value: object, expected: str, *, where: str = "") -> None:
+        self.field = field
+        self.value = value
+        self.expected = expected
+        prefix = f"{where}: " if where else ""
+        shown = repr(value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        super().__init__(f"{prefix}{field}={shown}: expected {expected}")

@@ -1,0 +1,112 @@
+"""The NumPy reference MLP: forward with a cache, and backprop by the seed's equations.
+
+Shapes (column-major): ``X`` is ``(n0, m)``; ``parameters["Wl"]`` is ``(n_l, n_{l-1})``;
+``parameters["bl"]`` is ``(n_l, 1)``; ``cache["Zl"]``, ``cache["Al"]`` are ``(n_l, m)``.
+Per layer, going backwards from the output::
+
+    dZ[l]   = dA[l] * g'(Z[l])                 (dZ[L] from the head)
+    dW[l]   = dZ[l] . A[l-1]^T                 (true partials: dZ already carries 1/m)
+    db[l]   = sum over examples of dZ[l]
+    dA[l-1] = W[l]^T . dZ[l]
+
+The seed writes ``dW = (1/m) dZ A^T`` because its dZ is per example (m times the true
+partial); here dZ and dA are the true partials of J, so the 1/m sits in dZ[L].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from gradparity.gradients import GradientSet
+from gradparity.reference.activations import ACTIVATION_FUNCS
+from gradparity.reference.heads import HEAD_FUNCS
+
+Array = np.ndarray
+
+#: Convention keys for kinks: the hidden activation's name, or the head's name (L1 residual).
+REFERENCE_KINKS: dict[str, float] = {"relu": 0.0, "leaky_relu": 0.01, "linear_l1": 0.0}
+
+
+def forward_propagation(
+    X: Array, parameters: Mapping[str, Array], activation: str, head: str
+) -> tuple[Array, dict[str, Array]]:
+    """Forward pass. Returns ``(AL, cache)`` with ``cache = {A0, Z1, A1, ..., ZL, AL}``."""
+    L = len(parameters) // 2
+    g = ACTIVATION_FUNCS[activation]
+    cache = {"A0": X}
+    A = X
+    for layer in range(1, L + 1):
+        Z = parameters[f"W{layer}"] @ A + parameters[f"b{layer}"]
+        A = HEAD_FUNCS[head].forward(Z) if layer == L else g.forward(Z)
+        cache[f"Z{layer}"] = Z
+        cache[f"A{layer}"] = A
+    return A, cache
+
+
+def compute_loss(cache: Mapping[str, Array], Y: Array, head: str) -> Array:
+    """J = (1/m) sum of per-example losses, a 0-d array in the cache's dtype."""
+    L = (len(cache) - 1) // 2
+    m = Y.shape[1]
+    return HEAD_FUNCS[head].loss(cache[f"Z{L}"], cache[f"A{L}"], Y, m)
+
+
+def backpropagation(
+    cache: Mapping[str, Array],
+    Y: Array,
+    parameters: Mapping[str, Array],
+    activation: str,
+    head: str,
+    *,
+    kinks: Mapping[str, float] | None = None,
+    dZ_output: Array | None = None,
+    with_output_dA: bool = False,
+) -> dict[str, Array]:
+    """Backprop. Returns ``{dZl, dWl, dbl, dA(l-1)}`` for every layer (true partials of J).
+
+    Args:
+        kinks: derivative to use at non-differentiable points, keyed by activation or head
+            name (defaults: `REFERENCE_KINKS`).
+        dZ_output: start backprop from this dJ/dZ[L] instead of the head's (used to ask
+            whether a backend's upstream gradients follow from its own output gradient).
+        with_output_dA: also return dJ/dA[L] (composed heads).
+    """
+    conv = {**REFERENCE_KINKS, **(kinks or {})}
+    L = len(parameters) // 2
+    m = Y.shape[1]
+    g = ACTIVATION_FUNCS[activation]
+    h = HEAD_FUNCS[head]
+    ZL, AL = cache[f"Z{L}"], cache[f"A{L}"]
+    grads: dict[str, Array] = {}
+    if with_output_dA:
+        grads[f"dA{L}"] = h.dA(ZL, AL, Y, m, conv.get(head))
+    dZ = h.dZ(ZL, AL, Y, m, conv.get(head)) if dZ_output is None else dZ_output
+    for layer in range(L, 0, -1):
+        if layer < L:
+            dZ = grads[f"dA{layer}"] * g.prime(cache[f"Z{layer}"], conv.get(activation))
+        grads[f"dZ{layer}"] = dZ
+        grads[f"dW{layer}"] = dZ @ cache[f"A{layer - 1}"].T
+        grads[f"db{layer}"] = np.sum(dZ, axis=1, keepdims=True)
+        grads[f"dA{layer - 1}"] = parameters[f"W{layer}"].T @ dZ
+    return grads
+
+
+def reference_gradients(
+    case,
+    *,
+    kinks: Mapping[str, float] | None = None,
+    dZ_output: Array | None = None,
+    backend: str = "reference",
+) -> GradientSet:
+    """Run forward and backprop on a `Case` and pack the result as a `GradientSet`."""
+    spec = case.spec
+    with np.errstate(over="ignore", under="ignore"):
+        _, cache = forward_propagation(case.X, case.parameters, spec.activation, spec.head)
+        loss = compute_loss(cache, case.Y, spec.head)
+        grads = backpropagation(
+            cache, case.Y, case.parameters, spec.activation, spec.head,
+            kinks=kinks, dZ_output=dZ_output, with_output_dA=spec.loss_form == "probs",
+        )
+    return GradientSet(backend=backend, loss=loss, forward=dict(cache), grads=grads,
+                       notes="NumPy reference, seed equations, true partials of J")
