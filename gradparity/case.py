@@ -6,8 +6,12 @@ to the spec's dtype, so every backend starts from the same bits.
 Regimes:
 * ``normal``: X ~ N(0, 1); W ~ N(0, scale) by ``init``; b ~ N(0, 0.1^2).
 * ``kinks``: small integers and halves for X and W, b = 0 and a zero example, so that
-  pre-activations hit exact zeros (relu/leaky_relu kinks) and the arithmetic is exact in
-  both dtypes; for L1-type heads half of the targets equal the output (zero residuals).
+  pre-activations hit exact zeros (relu/leaky_relu kinks). With relu or identity hidden
+  layers every product and sum is exact in both dtypes; for regression heads the targets
+  of half the examples equal the output (zero residuals: the L1 kink). With other
+  activations only the all-zero example is exact (when g(0) = 0), so only its targets are
+  set equal to the output: a residual that is zero in one backend and a rounding error in
+  another would be no kink at all.
 * ``saturated``: the last layer is rescaled so output logits reach |Z[L]| ~ 50: sigmoid and
   softmax outputs round to exactly 0 or 1, the territory of composed-loss traps.
 """
@@ -23,6 +27,10 @@ from gradparity.spec import HEADS, Spec
 Array = np.ndarray
 
 SATURATED_LOGIT = 50.0
+#: Hidden activations computed exactly on dyadic data (every example of a kinks case).
+EXACT_ACTIVATIONS = frozenset({"relu", "identity"})
+#: Activations with g(0) = 0: the all-zero example of a kinks case is exactly 0 throughout.
+ZERO_AT_ZERO = frozenset({"leaky_relu", "tanh", "elu", "silu", "gelu", "gelu_tanh"})
 
 
 @dataclass(frozen=True)
@@ -126,8 +134,11 @@ def make_case(spec: Spec) -> Case:
         params[f"W{L}"] = params[f"W{L}"] * scale
         params[f"b{L}"] = params[f"b{L}"] * scale
     if spec.regime == "kinks" and spec.targets is None and HEADS[spec.head].targets == "real":
-        ZL = _output_logits(spec, params, X)  # exact: dyadic inputs and weights
-        Y[:, ::2] = ZL[:, ::2]
+        ZL = _output_logits(spec, params, X)
+        if spec.activation in EXACT_ACTIVATIONS:
+            Y[:, ::2] = ZL[:, ::2]
+        elif spec.activation in ZERO_AT_ZERO:
+            Y[:, 0] = ZL[:, 0]  # the all-zero example: every layer is exactly 0
 
     dtype = np.dtype(spec.dtype)
     labels = None

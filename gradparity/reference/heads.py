@@ -10,8 +10,11 @@ Every head returns the *true partial derivatives* of ``J = (1/m) sum_i loss_i`` 
 * ``dA(Z, Y)`` is dJ/dA[L], defined for composed (``probs``) heads. It is computed from Z
   so that it keeps its accuracy near saturation; where its true value exceeds the dtype's
   range it is +-inf, which is the correctly rounded answer.
-* ``saturated(A)`` marks outputs where A[L] rounded to exactly 0 or 1 in the working dtype:
-  there a composed loss (log of A) cannot be evaluated as written.
+* ``saturated(A, Y)`` marks outputs where a composed loss (log of A) cannot be evaluated
+  as written: a sigmoid output within `SATURATION_P` of 0 or 1, or a softmax probability
+  of a target class below it. Frameworks clamp there (torch's BCE divides by
+  ``max(A (1 - A), 1e-12)`` and takes logs no lower than -100) or return inf/NaN, and in
+  float32 such outputs are often exactly 0 or 1.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ from gradparity.reference.activations import (
 from gradparity.spec import HUBER_DELTA
 
 Array = np.ndarray
+
+#: Probability below which a composed loss is saturated (torch's BCE clamp is 1e-12).
+SATURATION_P = 1e-12
 
 
 def softmax(z: Array) -> Array:
@@ -73,6 +79,26 @@ def bce_dA(z: Array, a: Array, y: Array, m: int) -> Array:
         return a_minus_y / sigmoid_prime(z) / m
 
 
+def bce_dA_condition(z: Array, a: Array) -> Array:
+    """Relative error, in eps, of dA = (A - Y) / (A (1 - A)) as frameworks evaluate it.
+
+    From the rounded A: A and 1 - A each carry an absolute error of eps/2, so about
+    1 / min(A, 1 - A). From Z (each backend's Z differs by its own rounding, of relative
+    size eps): d log|dA| / dz is at most 1 in size, so |z|. Infinite where A is 0 or 1.
+    """
+    a64 = a.astype(np.float64)
+    with np.errstate(divide="ignore"):
+        return 1.0 / np.minimum(a64, 1.0 - a64) + np.abs(z.astype(np.float64)) + 1.0
+
+
+def ce_dA_condition(z: Array, a: Array) -> Array:
+    """Relative error, in eps, of dA = -Y / A as frameworks evaluate it: A = exp(z_k - lse)
+    is conditioned by |z_k| + |lse| <= |z_k| + max|z| + log(n) w.r.t. the rounding of Z and
+    of the shift; the division adds one rounding."""
+    z64 = np.abs(z.astype(np.float64))
+    return z64 + z64.max(axis=0, keepdims=True) + np.log(z.shape[0]) + 2.0
+
+
 def ce_loss(z: Array, a: Array, y: Array, m: int) -> Array:
     """sum_k y_k (logsumexp(z) - z_k)."""
     return _sum_over_m(y * (logsumexp(z) - z), m)
@@ -82,7 +108,8 @@ def ce_dA(z: Array, a: Array, y: Array, m: int) -> Array:
     """-Y / A / m with 1/A = exp(logsumexp(z) - z); zero where Y is zero."""
     with np.errstate(over="ignore"):
         inv_a = np.exp(logsumexp(z) - z)
-    return np.where(y != 0, -y * inv_a, 0.0).astype(z.dtype) / m
+    with np.errstate(invalid="ignore"):
+        return np.where(y != 0, -y * inv_a, 0.0).astype(z.dtype) / m
 
 
 def l1_loss(z: Array, a: Array, y: Array, m: int) -> Array:
@@ -116,6 +143,7 @@ class Head:
     dA_fn: Callable[..., Array]
     canonical: bool
     has_kink: bool = False  # L1: |r| at r = 0
+    dA_condition: Callable[[Array, Array], Array] | None = None
 
     def forward(self, z: Array) -> Array:
         return self.output(z)
@@ -136,16 +164,26 @@ class Head:
         da = self.dA(z, a, y, m, at_kink)
         return da if self.output_prime is None else da * self.output_prime(z)
 
+    def dA_rounding_budget(self, z: Array, a: Array) -> Array | None:
+        """Relative error, in units of eps, that dA[L] carries when a framework evaluates
+        it from its own rounded Z[L] and A[L] (composed losses); ``None`` if negligible."""
+        return None if self.dA_condition is None else self.dA_condition(z, a)
+
     def kink_mask(self, a: Array, y: Array) -> Array:
         """Outputs whose loss sits exactly at a kink (a zero L1 residual)."""
         if not self.has_kink:
             return np.zeros(a.shape, dtype=bool)
         return a == y
 
-    def saturated(self, a: Array) -> Array:
-        """Outputs where A[L] is exactly 0 or 1 (composed losses take log of these)."""
-        if self.output in (sigmoid, softmax):
-            return (a == 0) | (a == 1)
+    def saturated(self, a: Array, y: Array) -> Array:
+        """Outputs, ``(n_L, m)``, where a composed loss saturates (see module doc)."""
+        if self.output is sigmoid:
+            a64 = a.astype(np.float64)
+            return np.minimum(a64, 1.0 - a64) <= SATURATION_P
+        if self.output is softmax:
+            # a target class near 0, or any class in the subnormal range (flushed to zero
+            # by some backends, where log's derivative is then 0 * inf)
+            return ((y != 0) & (a <= SATURATION_P)) | (a < np.finfo(a.dtype).tiny)
         return np.zeros(a.shape, dtype=bool)
 
 
@@ -153,8 +191,10 @@ HEAD_FUNCS: dict[str, Head] = {
     h.name: h
     for h in (
         Head("linear_mse", identity, None, mse_loss, mse_dA, canonical=True),
-        Head("sigmoid_bce", sigmoid, sigmoid_prime, bce_loss, bce_dA, canonical=True),
-        Head("softmax_ce", softmax, None, ce_loss, ce_dA, canonical=True),
+        Head("sigmoid_bce", sigmoid, sigmoid_prime, bce_loss, bce_dA, canonical=True,
+             dA_condition=bce_dA_condition),
+        Head("softmax_ce", softmax, None, ce_loss, ce_dA, canonical=True,
+             dA_condition=ce_dA_condition),
         Head("sigmoid_mse", sigmoid, sigmoid_prime, mse_loss, mse_dA, canonical=False),
         Head("tanh_mse", tanh, tanh_prime, mse_loss, mse_dA, canonical=False),
         Head("linear_l1", identity, None, l1_loss, l1_dA, canonical=False, has_kink=True),

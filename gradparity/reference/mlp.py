@@ -15,7 +15,7 @@ partial); here dZ and dA are the true partials of J, so the 1/m sits in dZ[L].
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -62,6 +62,7 @@ def backpropagation(
     kinks: Mapping[str, float] | None = None,
     dZ_output: Array | None = None,
     with_output_dA: bool = False,
+    prime: Callable[[Array], Array] | None = None,
 ) -> dict[str, Array]:
     """Backprop. Returns ``{dZl, dWl, dbl, dA(l-1)}`` for every layer (true partials of J).
 
@@ -71,6 +72,7 @@ def backpropagation(
         dZ_output: start backprop from this dJ/dZ[L] instead of the head's (used to ask
             whether a backend's upstream gradients follow from its own output gradient).
         with_output_dA: also return dJ/dA[L] (composed heads).
+        prime: replace the hidden activation's derivative (fault injection, self-test).
     """
     conv = {**REFERENCE_KINKS, **(kinks or {})}
     L = len(parameters) // 2
@@ -84,7 +86,9 @@ def backpropagation(
     dZ = h.dZ(ZL, AL, Y, m, conv.get(head)) if dZ_output is None else dZ_output
     for layer in range(L, 0, -1):
         if layer < L:
-            dZ = grads[f"dA{layer}"] * g.prime(cache[f"Z{layer}"], conv.get(activation))
+            z = cache[f"Z{layer}"]
+            gp = g.prime(z, conv.get(activation)) if prime is None else prime(z)
+            dZ = grads[f"dA{layer}"] * gp
         grads[f"dZ{layer}"] = dZ
         grads[f"dW{layer}"] = dZ @ cache[f"A{layer - 1}"].T
         grads[f"db{layer}"] = np.sum(dZ, axis=1, keepdims=True)
@@ -97,12 +101,20 @@ def reference_gradients(
     *,
     kinks: Mapping[str, float] | None = None,
     dZ_output: Array | None = None,
+    forward: Mapping[str, Array] | None = None,
     backend: str = "reference",
 ) -> GradientSet:
-    """Run forward and backprop on a `Case` and pack the result as a `GradientSet`."""
+    """Run forward and backprop on a `Case` and pack the result as a `GradientSet`.
+
+    ``forward`` replaces the reference's own forward cache (``{A0, Z1, A1, ...}``): the
+    seed's backprop equations are then evaluated at another backend's forward values.
+    """
     spec = case.spec
     with np.errstate(over="ignore", under="ignore"):
-        _, cache = forward_propagation(case.X, case.parameters, spec.activation, spec.head)
+        if forward is None:
+            _, cache = forward_propagation(case.X, case.parameters, spec.activation, spec.head)
+        else:
+            cache = {k: np.asarray(v, dtype=case.X.dtype) for k, v in forward.items()}
         loss = compute_loss(cache, case.Y, spec.head)
         grads = backpropagation(
             cache, case.Y, case.parameters, spec.activation, spec.head,

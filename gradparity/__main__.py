@@ -1,0 +1,5 @@
+import sys
+
+from gradparity.cli import main
+
+sys.exit(main())

@@ -1,0 +1,95 @@
+"""The protocol every backend implements, and small helpers shared by the adapters.
+
+A backend builds the MLP of a `Case` with its framework's idiomatic parts and returns a
+`GradientSet` in the reference's layout (column-major, true partials of J). Adapter modules
+import their framework lazily, inside methods, so that importing them (and asking whether
+they are available) never loads torch or jax.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from importlib import metadata
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from gradparity.gradients import GradientSet
+
+#: Keys of `Backend.kink_conventions`: hidden activations with a kink at 0, and the L1 head.
+KINK_KEYS: tuple[str, ...] = ("relu", "leaky_relu", "linear_l1")
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A framework that computes the loss, forward values and gradients of a case."""
+
+    name: str
+
+    def available(self) -> bool:
+        """True when the framework can be imported (checked without importing it)."""
+        ...
+
+    def unavailable_reason(self) -> str:
+        """Why `available()` is False, with the install hint; ``""`` when available."""
+        ...
+
+    def gradients(self, case) -> GradientSet:
+        """Loss, forward values and gradients of ``case`` in the reference's layout."""
+        ...
+
+    def kink_conventions(self, dtype: str) -> dict[str, float]:
+        """Derivatives the framework uses at kinks, measured from the framework itself.
+
+        Keys: ``"relu"`` (relu'(0)), ``"leaky_relu"`` (leaky_relu'(0), slope 0.01) and
+        ``"linear_l1"`` (d|r|/dr at r = 0 through the backend's L1 loss).
+        """
+        ...
+
+    def version(self) -> str | None:
+        """The framework's version (from package metadata), or None if not installed."""
+        ...
+
+
+def modules_found(*modules: str) -> bool:
+    """True if every module can be found, without importing any of them."""
+    try:
+        return all(importlib.util.find_spec(m) is not None for m in modules)
+    except (ImportError, ValueError):
+        return False
+
+
+def dist_version(dist: str) -> str | None:
+    """Installed version of a distribution, from metadata (no import)."""
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def kink_value(value) -> float:
+    """A measured derivative as the shortest decimal that rounds to it in its own dtype.
+
+    torch's float32 leaky_relu'(0) is float32(0.01) = 0.0099999998; reported as 0.01, the
+    slope it stands for, so it compares equal to the reference's float64 convention.
+    """
+    v = np.asarray(value).reshape(())[()]
+    return float(np.format_float_scientific(v, unique=True))
+
+
+def as_numpy(array, dtype: np.dtype, *, what: str, backend: str,
+             transpose: bool = False) -> np.ndarray:
+    """A framework array as a C-contiguous NumPy copy, optionally transposed.
+
+    The dtype must already be ``dtype``: casting here would hide a framework that ran in
+    the wrong precision (e.g. JAX truncating float64 to float32), so a mismatch raises.
+    """
+    a = np.asarray(array)
+    if a.dtype != dtype:
+        raise RuntimeError(
+            f"{backend}: {what} came back as {a.dtype}, expected {dtype} "
+            "(the framework did not compute in the case's dtype)"
+        )
+    if transpose:
+        a = a.T
+    return np.array(a, dtype=dtype, order="C", copy=True)

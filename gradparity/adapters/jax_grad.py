@@ -1,0 +1,286 @@
+"""JAX adapter: the case's MLP with jax.nn, jax.value_and_grad and jax.jit.
+
+Idiomatic JAX, batch-major: ``z = a @ W.T + b`` with ``a`` of shape ``(m, n)``, activations
+from ``jax.nn``, and J written the way a user writes it, summed and divided by ``m`` so
+that ``J = (1/m) sum_i loss_i`` exactly as in the reference.
+
+Intermediates use zero "probe" arrays added to every Z and A: the gradient of J with
+respect to a zero probe is the gradient with respect to that quantity. One
+``jax.value_and_grad(..., has_aux=True)`` returns J, the gradients of the parameters, of the
+probes and of X (dA0), and the forward Z/A as aux. The function is ``jax.jit``-compiled
+once per structure (depth, activation, head, loss form, dtype, target kind) and reused.
+
+Precision: float64 cases run inside ``with jax.enable_x64(True):`` and float32 cases inside
+``with jax.enable_x64(False):``; the global configuration is never changed. Results whose
+dtype is not the case's raise instead of being cast (no silent float64 -> float32).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from gradparity.adapters.base import (
+    KINK_KEYS,
+    as_numpy,
+    dist_version,
+    kink_value,
+    modules_found,
+)
+from gradparity.gradients import GradientSet
+from gradparity.spec import HUBER_DELTA, LEAKY_SLOPE
+
+_INSTALL_HINT = "jax is not installed (pip install 'gradparity[jax]')"
+
+#: (depth, activation, head, loss_form, dtype, target kind) -> jitted value_and_grad.
+Structure = tuple[int, str, str, str, str, str]
+
+_LOCK = threading.Lock()
+_COMPILED: dict[Structure, Callable[..., Any]] = {}
+_TRACES: dict[Structure, int] = {}
+
+
+def jit_cache_info() -> dict[str, int]:
+    """``{"structures": jitted functions cached, "traces": times any of them was traced}``.
+
+    A structure is traced once per distinct input shapes; cases of the same structure
+    and shapes reuse the compiled function (the trace count does not grow).
+    """
+    with _LOCK:
+        return {"structures": len(_COMPILED), "traces": sum(_TRACES.values())}
+
+
+def clear_jit_cache() -> None:
+    """Forget the cached jitted functions and the trace counts."""
+    with _LOCK:
+        _COMPILED.clear()
+        _TRACES.clear()
+
+
+def _import() -> tuple[Any, Any]:
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError as exc:
+        raise RuntimeError(f"{_INSTALL_HINT}: {exc}") from exc
+    return jax, jnp
+
+
+def _activations(jax: Any) -> dict[str, Callable[[Any], Any]]:
+    """Hidden activations, by spec name, from jax.nn (GELU form chosen explicitly)."""
+    nn = jax.nn
+    return {
+        "relu": nn.relu,
+        "leaky_relu": lambda z: nn.leaky_relu(z, LEAKY_SLOPE),
+        "sigmoid": nn.sigmoid,
+        "tanh": jax.numpy.tanh,
+        "identity": nn.identity,
+        "softplus": nn.softplus,
+        "elu": nn.elu,
+        "silu": nn.silu,
+        "gelu": lambda z: nn.gelu(z, approximate=False),
+        "gelu_tanh": lambda z: nn.gelu(z, approximate=True),
+    }
+
+
+def _outputs(jax: Any) -> dict[str, Callable[[Any], Any]]:
+    """Output activations (A[L] from Z[L]), by head name; softmax over classes (axis=1)."""
+    nn = jax.nn
+    return {
+        "linear_mse": nn.identity,
+        "sigmoid_bce": nn.sigmoid,
+        "softmax_ce": lambda z: nn.softmax(z, axis=1),
+        "sigmoid_mse": nn.sigmoid,
+        "tanh_mse": jax.numpy.tanh,
+        "linear_l1": nn.identity,
+        "linear_huber": nn.identity,
+    }
+
+
+_NOTES: dict[tuple[str, str], str] = {
+    ("linear_mse", "logits"): "J = 0.5 * jnp.sum((Z - Y)**2) / m",
+    ("sigmoid_bce", "logits"): "J = -jnp.sum(Y * log_sigmoid(Z) + (1 - Y) * log_sigmoid(-Z))"
+    " / m",
+    ("sigmoid_bce", "probs"): "A = jax.nn.sigmoid(Z); J = -jnp.sum(Y * jnp.log(A) + (1 - Y) *"
+    " jnp.log1p(-A)) / m (naive composed form: inf/nan where A rounds to 0 or 1)",
+    ("softmax_ce", "logits"): "J = -jnp.sum(take_along_axis(log_softmax(Z), labels)) / m "
+    "(-jnp.sum(Y * log_softmax(Z)) / m for probability targets)",
+    ("softmax_ce", "probs"): "A = jax.nn.softmax(Z); J = -jnp.sum(take_along_axis("
+    "jnp.log(A), labels)) / m (-jnp.sum(Y * jnp.log(A)) / m for probability targets)",
+    ("sigmoid_mse", "probs"): "A = jax.nn.sigmoid(Z); J = 0.5 * jnp.sum((A - Y)**2) / m",
+    ("tanh_mse", "probs"): "A = jnp.tanh(Z); J = 0.5 * jnp.sum((A - Y)**2) / m",
+    ("linear_l1", "logits"): "J = jnp.sum(jnp.abs(Z - Y)) / m",
+    ("linear_huber", "logits"): "J = jnp.sum(where(|r| <= 1, 0.5 r**2, |r| - 0.5)) / m, "
+    "r = Z - Y",
+}
+
+
+def _loss(jax: Any, head: str, form: str, z: Any, a: Any, y: Any, labels: Any | None,
+          m: int) -> Any:
+    """J = (1/m) sum_i loss_i from Z[L] (logits forms) or A[L] (probs forms)."""
+    jnp, nn = jax.numpy, jax.nn
+    if head == "linear_mse":
+        return 0.5 * jnp.sum((z - y) ** 2) / m
+    if head == "sigmoid_bce":
+        if form == "logits":
+            return -jnp.sum(y * nn.log_sigmoid(z) + (1 - y) * nn.log_sigmoid(-z)) / m
+        return -jnp.sum(y * jnp.log(a) + (1 - y) * jnp.log1p(-a)) / m
+    if head == "softmax_ce":
+        logp = nn.log_softmax(z, axis=1) if form == "logits" else jnp.log(a)
+        if labels is not None:
+            return -jnp.sum(jnp.take_along_axis(logp, labels[:, None], axis=1)) / m
+        return -jnp.sum(y * logp) / m
+    if head in ("sigmoid_mse", "tanh_mse"):
+        return 0.5 * jnp.sum((a - y) ** 2) / m
+    if head == "linear_l1":
+        return jnp.sum(jnp.abs(z - y)) / m
+    if head == "linear_huber":
+        r = jnp.abs(z - y)
+        d = HUBER_DELTA
+        return jnp.sum(jnp.where(r <= d, 0.5 * r * r, d * (r - 0.5 * d))) / m
+    raise ValueError(f"head={head!r}: no jax loss for it")
+
+
+def _build(structure: Structure) -> Callable[..., Any]:
+    """The jitted ``value_and_grad`` of J for one structure."""
+    jax, _ = _import()
+    depth, activation, head, form, _dtype, target_kind = structure
+    act = _activations(jax)[activation]
+    out = _outputs(jax)[head]
+
+    def J(params, z_probes, a_probes, x, y, labels):
+        with _LOCK:  # runs at trace time only: counts (re)traces of this structure
+            _TRACES[structure] = _TRACES.get(structure, 0) + 1
+        m = x.shape[0]
+        a = x
+        Zs, As = [], []
+        for i, (W, b) in enumerate(params):
+            z = a @ W.T + b + z_probes[i]
+            if i < depth - 1:
+                a = act(z) + a_probes[i]
+            elif form == "probs":
+                a = out(z) + a_probes[i]
+            else:
+                a = out(z)  # fused loss: A[L] is reported, J does not see it
+            Zs.append(z)
+            As.append(a)
+        lab = labels if target_kind == "labels" else None
+        return _loss(jax, head, form, Zs[-1], As[-1], y, lab, m), (Zs, As)
+
+    return jax.jit(jax.value_and_grad(J, argnums=(0, 1, 2, 3), has_aux=True))
+
+
+def _compiled(structure: Structure) -> Callable[..., Any]:
+    with _LOCK:
+        fn = _COMPILED.get(structure)
+    if fn is None:
+        fn = _build(structure)
+        with _LOCK:
+            fn = _COMPILED.setdefault(structure, fn)
+    return fn
+
+
+class JaxBackend:
+    """``jax.jit(jax.value_and_grad(J))`` with jax.nn activations; x64 scoped per case."""
+
+    name = "jax"
+
+    def __init__(self) -> None:
+        self._kinks: dict[str, dict[str, float]] = {}
+
+    # -- availability ----------------------------------------------------------------
+    def available(self) -> bool:
+        return modules_found("jax", "jaxlib")
+
+    def unavailable_reason(self) -> str:
+        return "" if self.available() else _INSTALL_HINT
+
+    def version(self) -> str | None:
+        return dist_version("jax")
+
+    # -- kinks -----------------------------------------------------------------------
+    def kink_conventions(self, dtype: str) -> dict[str, float]:
+        """relu'(0), leaky_relu'(0) and |r|'(0) as jax.grad computes them in ``dtype``."""
+        if dtype not in self._kinks:
+            jax, jnp = _import()
+            acts = _activations(jax)
+            out: dict[str, float] = {}
+            with jax.enable_x64(dtype == "float64"):
+                x = jnp.zeros((1, 1), dtype=dtype)
+                for key in KINK_KEYS:
+                    if key == "linear_l1":
+                        def f(v):
+                            return _loss(jax, "linear_l1", "logits", v, v, jnp.zeros_like(v),
+                                         None, 1)
+                    else:
+                        def f(v, g=acts[key]):
+                            return jnp.sum(g(v))
+                    g = np.asarray(jax.grad(f)(x))
+                    if g.dtype != np.dtype(dtype):
+                        raise RuntimeError(f"jax: kink derivative came back as {g.dtype}")
+                    out[key] = kink_value(g)
+            self._kinks[dtype] = out
+        return dict(self._kinks[dtype])
+
+    # -- gradients -------------------------------------------------------------------
+    def gradients(self, case) -> GradientSet:
+        jax, jnp = _import()
+        spec = case.spec
+        L, form, dtype = spec.depth, spec.loss_form, case.dtype
+        if spec.head == "softmax_ce":
+            target_kind = "labels" if case.labels is not None else "probs"
+        else:
+            target_kind = "values"
+        structure: Structure = (L, spec.activation, spec.head, form, spec.dtype, target_kind)
+        n_a_probes = L - 1 + (form == "probs")
+
+        with jax.enable_x64(spec.dtype == "float64"):
+            fn = _compiled(structure)
+
+            def arr(a: np.ndarray) -> Any:
+                return jnp.asarray(np.ascontiguousarray(a), dtype=dtype)
+
+            m = case.m
+            params = [(arr(case.parameters[f"W{i}"]), arr(case.parameters[f"b{i}"][:, 0]))
+                      for i in range(1, L + 1)]
+            z_probes = [jnp.zeros((m, n), dtype=dtype) for n in spec.sizes[1:]]
+            a_probes = [jnp.zeros((m, n), dtype=dtype) for n in spec.sizes[1:1 + n_a_probes]]
+            x = arr(case.X.T)
+            y = arr(case.Y.T)
+            labels = (jnp.asarray(case.labels.astype(np.int32)) if target_kind == "labels"
+                      else None)
+            (loss, (Zs, As)), (g_params, g_z, g_a, g_x) = fn(
+                params, z_probes, a_probes, x, y, labels)
+            loss, Zs, As, g_params, g_z, g_a, g_x = jax.device_get(
+                (loss, Zs, As, g_params, g_z, g_a, g_x))
+
+        def np_(v: Any, what: str, transpose: bool = True) -> np.ndarray:
+            return as_numpy(v, dtype, what=what, backend=self.name, transpose=transpose)
+
+        forward = {"A0": np.array(case.X, dtype=dtype, copy=True)}
+        grads: dict[str, np.ndarray] = {}
+        for i in range(L):
+            forward[f"Z{i + 1}"] = np_(Zs[i], f"Z{i + 1}")
+            forward[f"A{i + 1}"] = np_(As[i], f"A{i + 1}")
+        if form == "probs":
+            grads[f"dA{L}"] = np_(g_a[L - 1], f"dA{L}")
+        for layer in range(L, 0, -1):
+            dW, db = g_params[layer - 1]
+            grads[f"dZ{layer}"] = np_(g_z[layer - 1], f"dZ{layer}")
+            grads[f"dW{layer}"] = np_(dW, f"dW{layer}", transpose=False)
+            grads[f"db{layer}"] = np_(db, f"db{layer}", transpose=False)[:, None]
+            grads[f"dA{layer - 1}"] = (np_(g_x, "dA0") if layer == 1
+                                       else np_(g_a[layer - 2], f"dA{layer - 1}"))
+        return GradientSet(
+            backend=self.name,
+            loss=np_(loss, "loss", transpose=False),
+            forward=forward,
+            grads=grads,
+            notes=_NOTES[(spec.head, form)]
+            + "; jax.jit(jax.value_and_grad); dZ, dA via zero probes, dA0 = grad w.r.t. X; "
+            + ("x64 enabled for this call" if spec.dtype == "float64" else "x64 off"),
+            meta={"version": jax.__version__, "structure": structure},
+        )

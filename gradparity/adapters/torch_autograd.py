@@ -1,0 +1,238 @@
+"""PyTorch autograd adapter: the case's MLP built from nn.Linear and torch.nn.functional.
+
+Idiomatic torch, batch-major: ``X`` enters as an ``(m, n0)`` tensor, each layer is an
+``nn.Linear`` whose ``weight`` is the case's ``W[l]`` (``(n_l, n_{l-1})``, the same layout
+as ``nn.Linear.weight``) and whose ``bias`` is ``b[l][:, 0]``. Activations and losses come
+from ``torch.nn.functional``. Losses use ``reduction='sum'`` divided by ``m`` so that
+``J = (1/m) sum_i loss_i`` exactly as in the reference (torch's default ``mean`` would
+divide by ``m * n_out``, and ``mse_loss`` has no 1/2).
+
+Intermediates come from torch itself: ``retain_grad()`` on every Z and A, and
+``X.requires_grad`` for dA0. Tensors stay in the case's dtype (float32 or float64; no
+``set_default_dtype``); nn.Linear layers are created with ``skip_init`` so torch's global
+RNG is not consumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from gradparity.adapters.base import (
+    KINK_KEYS,
+    as_numpy,
+    dist_version,
+    kink_value,
+    modules_found,
+)
+from gradparity.gradients import GradientSet
+from gradparity.spec import HUBER_DELTA, LEAKY_SLOPE
+
+_INSTALL_HINT = "torch is not installed (pip install 'gradparity[torch]')"
+
+
+def _activations(F: Any) -> dict[str, Callable[[Any], Any]]:
+    """Hidden activations, by spec name, from torch.nn.functional."""
+    return {
+        "relu": F.relu,
+        "leaky_relu": lambda z: F.leaky_relu(z, negative_slope=LEAKY_SLOPE),
+        "sigmoid": F.sigmoid,
+        "tanh": F.tanh,
+        "identity": lambda z: z,
+        "softplus": F.softplus,
+        "elu": F.elu,
+        "silu": F.silu,
+        "gelu": lambda z: F.gelu(z, approximate="none"),
+        "gelu_tanh": lambda z: F.gelu(z, approximate="tanh"),
+    }
+
+
+def _outputs(torch: Any) -> dict[str, Callable[[Any], Any]]:
+    """Output activations (A[L] from Z[L]), by head name; softmax over classes (dim=1)."""
+    return {
+        "linear_mse": lambda z: z,
+        "sigmoid_bce": torch.sigmoid,
+        "softmax_ce": lambda z: torch.softmax(z, dim=1),
+        "sigmoid_mse": torch.sigmoid,
+        "tanh_mse": torch.tanh,
+        "linear_l1": lambda z: z,
+        "linear_huber": lambda z: z,
+    }
+
+
+#: How J is built, per (head, loss_form) and target kind, for `GradientSet.notes`.
+_NOTES: dict[tuple[str, str], str] = {
+    ("linear_mse", "logits"): "J = 0.5 * F.mse_loss(Z, Y, reduction='sum') / m; torch's "
+    "MSELoss(mean) would be 2/n_out times this (mean over m*n_out, no 1/2)",
+    ("sigmoid_bce", "logits"): "J = F.binary_cross_entropy_with_logits(Z, Y, reduction='sum')"
+    " / m; torch's mean reduction would divide by m*n_out",
+    ("sigmoid_bce", "probs"): "A = torch.sigmoid(Z); J = F.binary_cross_entropy(A, Y, "
+    "reduction='sum') / m (torch clamps log at -100); mean would divide by m*n_out",
+    ("softmax_ce", "logits"): "J = F.cross_entropy(Z, labels, reduction='sum') / m "
+    "(class-probability targets when there are no labels); mean divides by m as well",
+    ("softmax_ce", "probs"): "A = torch.softmax(Z, dim=1); J = F.nll_loss(torch.log(A), "
+    "labels, reduction='sum') / m (or -(Y * log A).sum() / m for probability targets)",
+    ("sigmoid_mse", "probs"): "A = torch.sigmoid(Z); J = 0.5 * F.mse_loss(A, Y, "
+    "reduction='sum') / m; MSELoss(mean) would be 2/n_out times this",
+    ("tanh_mse", "probs"): "A = torch.tanh(Z); J = 0.5 * F.mse_loss(A, Y, reduction='sum') "
+    "/ m; MSELoss(mean) would be 2/n_out times this",
+    ("linear_l1", "logits"): "J = F.l1_loss(Z, Y, reduction='sum') / m; mean would divide "
+    "by m*n_out",
+    ("linear_huber", "logits"): "J = F.huber_loss(Z, Y, reduction='sum', delta=1.0) / m; "
+    "mean would divide by m*n_out",
+}
+
+
+def _loss(torch: Any, F: Any, head: str, form: str, z: Any, a: Any, y: Any,
+          labels: Any | None, m: int) -> Any:
+    """J = (1/m) sum_i loss_i from Z[L] (logits forms) or A[L] (probs forms)."""
+    if head == "linear_mse":
+        return 0.5 * F.mse_loss(z, y, reduction="sum") / m
+    if head == "sigmoid_bce":
+        if form == "logits":
+            return F.binary_cross_entropy_with_logits(z, y, reduction="sum") / m
+        return F.binary_cross_entropy(a, y, reduction="sum") / m
+    if head == "softmax_ce":
+        if form == "logits":
+            return F.cross_entropy(z, labels if labels is not None else y, reduction="sum") / m
+        if labels is not None:
+            return F.nll_loss(torch.log(a), labels, reduction="sum") / m
+        return -(y * torch.log(a)).sum() / m
+    if head in ("sigmoid_mse", "tanh_mse"):
+        return 0.5 * F.mse_loss(a, y, reduction="sum") / m
+    if head == "linear_l1":
+        return F.l1_loss(z, y, reduction="sum") / m
+    if head == "linear_huber":
+        return F.huber_loss(z, y, reduction="sum", delta=HUBER_DELTA) / m
+    raise ValueError(f"head={head!r}: no torch loss for it")
+
+
+class TorchBackend:
+    """PyTorch autograd (``loss.backward()``) on nn.Linear layers; CPU, case dtype."""
+
+    name = "torch"
+
+    def __init__(self) -> None:
+        self._kinks: dict[str, dict[str, float]] = {}
+
+    # -- availability ----------------------------------------------------------------
+    def available(self) -> bool:
+        return modules_found("torch")
+
+    def unavailable_reason(self) -> str:
+        return "" if self.available() else _INSTALL_HINT
+
+    def version(self) -> str | None:
+        return dist_version("torch")
+
+    def _import(self) -> tuple[Any, Any, Any]:
+        try:
+            import torch
+            import torch.nn.functional as F
+            from torch import nn
+        except ImportError as exc:
+            raise RuntimeError(f"{_INSTALL_HINT}: {exc}") from exc
+        return torch, nn, F
+
+    # -- kinks -----------------------------------------------------------------------
+    def kink_conventions(self, dtype: str) -> dict[str, float]:
+        """relu'(0), leaky_relu'(0) and |r|'(0) as torch's autograd computes them."""
+        if dtype not in self._kinks:
+            torch, _, F = self._import()
+            tdtype = getattr(torch, dtype)
+            acts = _activations(F)
+            out: dict[str, float] = {}
+            with torch.enable_grad():
+                for key in KINK_KEYS:
+                    x = torch.zeros((1, 1), dtype=tdtype, requires_grad=True)
+                    if key == "linear_l1":
+                        y = _loss(torch, F, key, "logits", x, x, torch.zeros_like(x), None, 1)
+                    else:
+                        y = acts[key](x).sum()
+                    (g,) = torch.autograd.grad(y, x)
+                    out[key] = kink_value(g.detach().numpy())
+            self._kinks[dtype] = out
+        return dict(self._kinks[dtype])
+
+    # -- gradients -------------------------------------------------------------------
+    def gradients(self, case) -> GradientSet:
+        torch, nn, F = self._import()
+        spec = case.spec
+        L, m, form = spec.depth, case.m, spec.loss_form
+        dtype = case.dtype
+        tdtype = getattr(torch, spec.dtype)
+        act = _activations(F)[spec.activation]
+        out_act = _outputs(torch)[spec.head]
+
+        def tensor(a: np.ndarray) -> Any:
+            return torch.tensor(a, dtype=tdtype)  # a copy: no memory shared with the case
+
+        with torch.enable_grad():
+            layers = []
+            for layer in range(1, L + 1):
+                n_in, n_out = spec.sizes[layer - 1], spec.sizes[layer]
+                lin = nn.utils.skip_init(nn.Linear, n_in, n_out, dtype=tdtype)
+                with torch.no_grad():
+                    lin.weight.copy_(tensor(case.parameters[f"W{layer}"]))
+                    lin.bias.copy_(tensor(case.parameters[f"b{layer}"][:, 0]))
+                layers.append(lin)
+
+            x = tensor(case.X.T).requires_grad_(True)  # batch-major (m, n0)
+            y = tensor(case.Y.T)
+            labels = None if case.labels is None else torch.tensor(case.labels,
+                                                                   dtype=torch.int64)
+            Z: dict[int, Any] = {}
+            A: dict[int, Any] = {0: x}
+            a = x
+            for layer, lin in enumerate(layers, start=1):
+                z = lin(a)
+                z.retain_grad()
+                Z[layer] = z
+                if layer < L:
+                    a = act(z)
+                    if a is z:  # identity: A[l] is Z[l]; dA[l] = dZ[l]
+                        a = z.view_as(z)
+                    a.retain_grad()
+                elif form == "probs":
+                    a = out_act(z)
+                    a.retain_grad()
+                else:  # fused loss: A[L] is reported but is not part of J
+                    with torch.no_grad():
+                        a = out_act(z.detach()).clone()
+                A[layer] = a
+            loss = _loss(torch, F, spec.head, form, Z[L], A[L], y, labels, m)
+            loss.backward()
+
+        def np_(t: Any, what: str, transpose: bool = True) -> np.ndarray:
+            if t is None:
+                raise RuntimeError(f"torch: no gradient for {what}")
+            return as_numpy(t.detach().numpy(), dtype, what=what, backend=self.name,
+                            transpose=transpose)
+
+        forward = {"A0": np_(x, "A0")}
+        grads: dict[str, np.ndarray] = {}
+        for layer in range(1, L + 1):
+            forward[f"Z{layer}"] = np_(Z[layer], f"Z{layer}")
+            forward[f"A{layer}"] = np_(A[layer], f"A{layer}")
+        if form == "probs":
+            grads[f"dA{L}"] = np_(A[L].grad, f"dA{L}")
+        for layer in range(L, 0, -1):
+            lin = layers[layer - 1]
+            grads[f"dZ{layer}"] = np_(Z[layer].grad, f"dZ{layer}")
+            grads[f"dW{layer}"] = np_(lin.weight.grad, f"dW{layer}", transpose=False)
+            grads[f"db{layer}"] = np_(lin.bias.grad, f"db{layer}", transpose=False)[:, None]
+            grads[f"dA{layer - 1}"] = np_(A[layer - 1].grad, f"dA{layer - 1}")
+        key = (spec.head, form)
+        notes = _NOTES[key]
+        if spec.head == "softmax_ce" and case.labels is None:
+            notes += "; probability targets (no labels)"
+        return GradientSet(
+            backend=self.name,
+            loss=as_numpy(loss.detach().numpy(), dtype, what="loss", backend=self.name),
+            forward=forward,
+            grads=grads,
+            notes=notes + "; dZ, dA via retain_grad, dA0 via X.requires_grad",
+            meta={"version": torch.__version__},
+        )

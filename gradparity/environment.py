@@ -1,0 +1,68 @@
+"""Environment metadata that travels with every table.
+
+Versions are read from package metadata (no framework import). Thread counts are read
+from a framework only if it is already imported.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from importlib import metadata
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _blas() -> str:
+    import numpy as np
+
+    try:
+        cfg = np.show_config(mode="dicts")  # numpy >= 1.26
+        blas = cfg.get("Build Dependencies", {}).get("blas", {})
+        name = blas.get("name", "unknown")
+        version = blas.get("version", "")
+        return f"{name} {version}".strip()
+    except Exception:  # noqa: BLE001 - metadata only; never fail a run for it
+        return "unknown"
+
+
+def environment() -> dict[str, str]:
+    """Versions, BLAS, CPU and threads, as strings (stable keys, sorted when written)."""
+    import gradparity
+
+    env = {
+        "gradparity": gradparity.__version__,
+        "python": platform.python_version(),
+        "numpy": _version("numpy") or "missing",
+        "pandas": _version("pandas") or "missing",
+        "torch": _version("torch") or "missing",
+        "jax": _version("jax") or "missing",
+        "jaxlib": _version("jaxlib") or "missing",
+        "blas": _blas(),
+        "platform": f"{platform.system()} {platform.machine()}",
+        "cpu": _cpu(),
+        "cpu_count": str(os.cpu_count()),
+    }
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[var] = os.environ.get(var, "")
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        env["torch_threads"] = str(torch.get_num_threads())
+    return env

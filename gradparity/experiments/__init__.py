@@ -1,0 +1,1 @@
+"""Experiments: built-in and TOML suites, the runner, tables and reports."""

@@ -1,0 +1,73 @@
+"""The markdown summary of a run and the files of a result folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from gradparity.experiments.tables import (
+    markdown_table,
+    pass_rate_pivot,
+    status_counts,
+    worst_per_case,
+)
+from gradparity.io import (
+    csv_writer,
+    have_parquet,
+    json_writer,
+    parquet_writer,
+    text_writer,
+    write_folder_atomically,
+)
+
+MAX_LISTED = 40
+
+
+def summary_markdown(df: pd.DataFrame, *, name: str) -> str:
+    """A readable summary: statuses, pass rates, non-pass rows, worst tensors."""
+    env = df.attrs.get("environment", {})
+    n_cases = df["case_id"].nunique()
+    lines = [f"# gradparity run: {name}", ""]
+    lines.append(f"{n_cases} cases, {len(df)} rows, backends: "
+                 f"{', '.join(sorted(df['backend'].unique()))}.")
+    lines.append("")
+    lines.append("Environment: " + ", ".join(f"{k} {v}" for k, v in env.items() if v))
+    lines += ["", "## Rows by status", "", markdown_table(status_counts(df))]
+    lines += ["## Agreement by head and activation",
+              "",
+              "Share of rows that pass or whose difference is explained (kink, saturation, "
+              "rounding).",
+              "",
+              markdown_table(pass_rate_pivot(df), floatfmt=".0%")]
+    notable = df[~df["status"].isin(["pass"])]
+    lines += ["## Rows that are not a plain pass", ""]
+    if notable.empty:
+        lines.append("None: every tensor of every case is within tolerance.\n")
+    else:
+        grouped = (notable.groupby(["status", "backend", "reason"], observed=True, dropna=False)
+                   .agg(rows=("case_id", "size"), cases=("case_id", "nunique"),
+                        example=("case_id", "first"))
+                   .reset_index())
+        lines.append(markdown_table(grouped.head(MAX_LISTED), index=False))
+        if len(grouped) > MAX_LISTED:
+            lines.append(f"... {len(grouped) - MAX_LISTED} more groups in table.csv\n")
+    worst = worst_per_case(df)
+    if not worst.empty:
+        worst = worst.sort_values(["norm_err_eps", "case_id", "backend"],
+                                  ascending=[False, True, True]).head(15)
+        lines += ["## Largest normwise errors (units of the dtype's eps)", "",
+                  markdown_table(worst, index=False)]
+    return "\n".join(lines)
+
+
+def write_results(df: pd.DataFrame, out_dir: str | Path, *, name: str) -> Path:
+    """Write table.csv, table.parquet (with pyarrow), summary.md and environment.json."""
+    files = {
+        "table.csv": csv_writer(df),
+        "summary.md": text_writer(summary_markdown(df, name=name)),
+        "environment.json": json_writer(df.attrs.get("environment", {})),
+    }
+    if have_parquet():
+        files["table.parquet"] = parquet_writer(df)
+    return write_folder_atomically(out_dir, files)

@@ -1,0 +1,125 @@
+"""The tidy result table (one row per case x layer x quantity x backend) and its summaries.
+
+Column order is fixed by `COLUMNS`; rows are sorted by the case order of the run, then
+backprop order, then backend, so the same run gives the same table, byte for byte.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from gradparity.spec import Spec
+from gradparity.verdict import EXPLAINED, STATUSES, TensorVerdict
+
+SPEC_COLUMNS: tuple[str, ...] = (
+    "case_id", "head", "loss_form", "activation", "dtype", "sizes", "depth", "batch",
+    "seed", "init", "regime",
+)
+METRIC_COLUMNS: tuple[str, ...] = (
+    "shape", "max_abs_err", "max_rel_err", "max_ulp", "cosine", "norm_err_eps",
+    "worst_index", "worst_value", "worst_expected", "n_mismatch", "n_elements", "atol",
+    "rtol",
+)
+COLUMNS: tuple[str, ...] = (
+    SPEC_COLUMNS + ("layer", "quantity", "backend", "against") + METRIC_COLUMNS
+    + ("passed", "status", "reason")
+)
+_FLOATS = ("max_abs_err", "max_rel_err", "max_ulp", "cosine", "norm_err_eps", "worst_value",
+           "worst_expected", "atol", "rtol")
+_INTS = ("depth", "batch", "seed", "layer", "n_mismatch", "n_elements")
+
+
+def spec_columns(spec: Spec) -> dict[str, object]:
+    return {
+        "case_id": spec.case_id, "head": spec.head, "loss_form": spec.loss_form,
+        "activation": spec.activation, "dtype": spec.dtype,
+        "sizes": "x".join(map(str, spec.sizes)), "depth": spec.depth, "batch": spec.batch,
+        "seed": spec.seed, "init": spec.init, "regime": spec.regime,
+    }
+
+
+def verdict_rows(spec: Spec, backend: str, verdicts: Iterable[TensorVerdict]
+                 ) -> list[dict[str, object]]:
+    base = spec_columns(spec)
+    rows = []
+    for v in verdicts:
+        row = dict(base, layer=v.layer, quantity=v.quantity, backend=backend,
+                   against=v.against)
+        row.update(v.comparison.as_row())
+        row.update(passed=v.comparison.passed, status=v.status, reason=v.reason)
+        rows.append(row)
+    return rows
+
+
+def status_row(spec: Spec, backend: str, status: str, reason: str) -> dict[str, object]:
+    """A whole-case row (``error`` or ``skipped``): no layer, no metrics."""
+    row: dict[str, object] = {c: None for c in COLUMNS}
+    row.update(spec_columns(spec), backend=backend, against="reference", quantity="*",
+               passed=False, status=status, reason=reason)
+    return row
+
+
+def make_table(rows: list[Mapping[str, object]], environment: Mapping[str, str]
+               ) -> pd.DataFrame:
+    """Rows -> DataFrame with the schema's columns and dtypes; environment in ``attrs``."""
+    df = pd.DataFrame(list(rows), columns=list(COLUMNS))
+    for c in _FLOATS:
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
+    for c in _INTS:
+        df[c] = pd.array(df[c].tolist(), dtype="Int64")
+    df["passed"] = df["passed"].astype(bool)
+    for c in COLUMNS:
+        if c not in _FLOATS and c not in _INTS and c != "passed":
+            df[c] = df[c].astype("string")
+    df.attrs["environment"] = dict(sorted(environment.items()))
+    return df
+
+
+def pass_rate_pivot(df: pd.DataFrame) -> pd.DataFrame:
+    """Share of rows with status pass, per head.loss_form x activation, one column per
+    backend/dtype. Rows with an explained difference (kink, saturation, rounding) count."""
+    d = df[df["status"] != "skipped"].copy()
+    if d.empty:
+        return pd.DataFrame()
+    d["head_form"] = d["head"] + "." + d["loss_form"]
+    d["ok"] = d["status"].isin({"pass"} | EXPLAINED)
+    d["col"] = d["backend"] + " " + d["dtype"]
+    pivot = d.pivot_table(index=["head_form", "activation"], columns="col", values="ok",
+                          aggfunc="mean", observed=True)
+    return pivot.sort_index()
+
+
+def status_counts(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows per backend x status."""
+    counts = df.groupby(["backend", "status"], observed=True).size().unstack(fill_value=0)
+    return counts.reindex(columns=[s for s in STATUSES if s in counts.columns])
+
+
+def worst_per_case(df: pd.DataFrame) -> pd.DataFrame:
+    """Per case and backend, the tensor with the largest normwise error (in eps units)."""
+    d = df[df["quantity"] != "*"].dropna(subset=["norm_err_eps"])
+    if d.empty:
+        return pd.DataFrame()
+    key = d["norm_err_eps"].replace(np.inf, np.finfo(float).max)
+    idx = key.groupby([d["case_id"], d["backend"]], observed=True).idxmax()
+    cols = ["case_id", "backend", "layer", "quantity", "norm_err_eps", "max_ulp",
+            "max_abs_err", "status"]
+    return d.loc[idx.values, cols].reset_index(drop=True)
+
+
+def markdown_table(df: pd.DataFrame, *, index: bool = True, floatfmt: str = ".3g") -> str:
+    """A GitHub-flavoured markdown table (no extra dependency)."""
+    if df.empty:
+        return "_(empty)_\n"
+    frame = df.reset_index() if index else df
+    def fmt(v: object) -> str:
+        if isinstance(v, (float, np.floating)):
+            return "" if np.isnan(v) else format(float(v), floatfmt)
+        return "" if v is None or v is pd.NA else str(v)
+    head = "| " + " | ".join(map(str, frame.columns)) + " |"
+    sep = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([head, sep, *body]) + "\n"

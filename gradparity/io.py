@@ -1,0 +1,92 @@
+"""Atomic writing of result folders: all files appear together, or none do.
+
+Files are written into a temporary sibling folder, flushed, and the folder is renamed into
+place; an existing result folder is replaced only after the new one is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import pandas as pd
+
+Writer = Callable[[Path], None]
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def write_folder_atomically(out_dir: str | Path, files: Mapping[str, Writer]) -> Path:
+    """Create ``out_dir`` with ``files`` (name -> function writing that path) atomically."""
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        for name, write in files.items():
+            path = tmp / name
+            write(path)
+            _fsync(path)
+        old = None
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / out.name)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def write_file_atomically(path: str | Path, write: Writer) -> Path:
+    """Write one file through a temporary sibling and an atomic rename."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.tmp-", dir=p.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        _fsync(tmp)
+        os.replace(tmp, p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return p
+
+
+def csv_writer(df: pd.DataFrame) -> Writer:
+    """Floats written with round-tripping repr, '\\n' line ends, no index."""
+    def write(path: Path) -> None:
+        df.to_csv(path, index=False, lineterminator="\n", float_format=None)
+    return write
+
+
+def parquet_writer(df: pd.DataFrame) -> Writer:
+    def write(path: Path) -> None:
+        df.to_parquet(path, index=False)
+    return write
+
+
+def text_writer(text: str) -> Writer:
+    def write(path: Path) -> None:
+        path.write_text(text, encoding="utf-8")
+    return write
+
+
+def json_writer(obj: object) -> Writer:
+    return text_writer(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def have_parquet() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("pyarrow") is not None

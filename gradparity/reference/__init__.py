@@ -1,0 +1,1 @@
+"""The NumPy reference: activations, heads and backprop in the seed document's conventions."""
