@@ -160,6 +160,11 @@ class Head:
             if self.name == "sigmoid_bce":
                 # A - Y from Z, so that A rounded to 1 does not cancel away Y = 1 errors.
                 return ((1.0 - y) * sigmoid(z) - y * sigmoid(-z)) / m
+            if self.name == "softmax_ce":
+                # For a one-hot target, A_k - 1 = -(sum of the other probabilities): no
+                # cancellation when A_k is close to (or rounded to) 1.
+                others = np.where(y == 1, 0.0, a).sum(axis=0, keepdims=True)
+                return np.where(y == 1, -others, a - y).astype(z.dtype) / m
             return (a - y) / m
         da = self.dA(z, a, y, m, at_kink)
         return da if self.output_prime is None else da * self.output_prime(z)
