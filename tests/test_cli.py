@@ -116,3 +116,16 @@ def test_list_names_suites_activations_heads_and_backends(capsys):
     out = capsys.readouterr().out
     for word in ("default", "gelu_tanh", "softmax_ce", "logits/probs", "torch", "jax"):
         assert word in out
+
+
+def test_parity_failure_exits_1_and_still_writes_the_table(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("torch")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "one.toml").write_text('[[case]]\nsizes = [4, 16, 3]\ndtype = "float32"\n'
+                                       'activation = "tanh"\nbatch = 8\n')
+    code = main(["run", "one.toml", "--backends", "torch", "--rtol", "0", "--atol", "0", "-q"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "failures:" in out and "torch" in out
+    df = pd.read_csv(tmp_path / "results" / "one" / "table.csv")
+    assert (df["status"] == "fail").any()

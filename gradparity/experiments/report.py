@@ -34,12 +34,13 @@ def summary_markdown(df: pd.DataFrame, *, name: str) -> str:
     lines.append("")
     lines.append("Environment: " + ", ".join(f"{k} {v}" for k, v in env.items() if v))
     lines += ["", "## Rows by status", "", markdown_table(status_counts(df))]
-    lines += ["## Agreement by head and activation",
+    lines += ["## Agreement",
               "",
               "Share of rows that pass or whose difference is explained (kink, saturation, "
-              "rounding).",
-              "",
-              markdown_table(pass_rate_pivot(df), floatfmt=".0%")]
+              "rounding), by head and loss form, by hidden activation and by depth.",
+              ""]
+    for by in ("head_form", "activation", "depth"):
+        lines.append(markdown_table(pass_rate_pivot(df, by), floatfmt=".0%"))
     notable = df[~df["status"].isin(["pass"])]
     lines += ["## Rows that are not a plain pass", ""]
     if notable.empty:
@@ -52,11 +53,14 @@ def summary_markdown(df: pd.DataFrame, *, name: str) -> str:
         lines.append(markdown_table(grouped.head(MAX_LISTED), index=False))
         if len(grouped) > MAX_LISTED:
             lines.append(f"... {len(grouped) - MAX_LISTED} more groups in table.csv\n")
-    worst = worst_per_case(df)
+    worst = worst_per_case(df, status="pass")
     if not worst.empty:
         worst = worst.sort_values(["norm_err_eps", "case_id", "backend"],
                                   ascending=[False, True, True]).head(15)
-        lines += ["## Largest normwise errors (units of the dtype's eps)", "",
+        lines += ["## Largest rounding differences among passing tensors",
+                  "",
+                  "Normwise error ||backend - reference|| / (||reference|| eps), per case.",
+                  "",
                   markdown_table(worst, index=False)]
     return "\n".join(lines)
 

@@ -78,17 +78,18 @@ def make_table(rows: list[Mapping[str, object]], environment: Mapping[str, str]
     return df
 
 
-def pass_rate_pivot(df: pd.DataFrame) -> pd.DataFrame:
-    """Share of rows with status pass, per head.loss_form x activation, one column per
-    backend/dtype. Rows with an explained difference (kink, saturation, rounding) count."""
+def pass_rate_pivot(df: pd.DataFrame, by: str | list[str] = "head_form") -> pd.DataFrame:
+    """Share of rows that pass or whose difference is explained (kink, saturation,
+    rounding), per ``by`` (``head_form``, ``activation``, ``depth``, ...), one column per
+    backend and dtype."""
     d = df[df["status"] != "skipped"].copy()
     if d.empty:
         return pd.DataFrame()
     d["head_form"] = d["head"] + "." + d["loss_form"]
     d["ok"] = d["status"].isin({"pass"} | EXPLAINED)
     d["col"] = d["backend"] + " " + d["dtype"]
-    pivot = d.pivot_table(index=["head_form", "activation"], columns="col", values="ok",
-                          aggfunc="mean", observed=True)
+    pivot = d.pivot_table(index=by, columns="col", values="ok", aggfunc="mean",
+                          observed=True)
     return pivot.sort_index()
 
 
@@ -98,9 +99,12 @@ def status_counts(df: pd.DataFrame) -> pd.DataFrame:
     return counts.reindex(columns=[s for s in STATUSES if s in counts.columns])
 
 
-def worst_per_case(df: pd.DataFrame) -> pd.DataFrame:
-    """Per case and backend, the tensor with the largest normwise error (in eps units)."""
+def worst_per_case(df: pd.DataFrame, *, status: str | None = None) -> pd.DataFrame:
+    """Per case and backend, the tensor with the largest normwise error (in eps units),
+    among rows of ``status`` if given."""
     d = df[df["quantity"] != "*"].dropna(subset=["norm_err_eps"])
+    if status is not None:
+        d = d[d["status"] == status]
     if d.empty:
         return pd.DataFrame()
     key = d["norm_err_eps"].replace(np.inf, np.finfo(float).max)
