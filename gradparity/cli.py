@@ -8,13 +8,13 @@ Heavy modules (pandas, torch, jax) are imported inside the commands, never at st
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
+from gradparity.commands import COMMANDS
+from gradparity.commands.common import EXIT_OK, EXIT_USAGE
 from gradparity.errors import UsageError
-
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
 class _Parser(argparse.ArgumentParser):
@@ -22,150 +22,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _csv_list(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="gradparity", description=(
         "Gradient parity between a NumPy backprop reference, PyTorch autograd and JAX grad."))
     p.add_argument("--version", action="store_true", help="print the version and exit")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
-
-    run = sub.add_parser("run", help="run parity experiments and write a result table",
-                         description="Run suites (built-in names or TOML files) on the "
-                         "backends; write results/<name>/{table.csv,table.parquet,"
-                         "summary.md,environment.json}.")
-    run.add_argument("suites", nargs="*", default=["default"], metavar="SUITE_OR_FILE",
-                     help="built-in suite name (see 'gradparity list') or a .toml file; "
-                     "default: default")
-    run.add_argument("--backends", type=_csv_list, action="extend", metavar="NAMES",
-                     help="comma-separated backends to compare with the reference "
-                     "(default: torch,jax)")
-    run.add_argument("--dtypes", type=_csv_list, action="extend", metavar="DTYPES",
-                     help="keep only cases of these dtypes (float32,float64)")
-    run.add_argument("--out", metavar="DIR", help="output folder (default: results/<name>)")
-    run.add_argument("--name", help="run name (default: the suite names joined by '+')")
-    run.add_argument("--rtol", type=float, help="override rtol for every dtype")
-    run.add_argument("--atol", type=float, help="override atol for every dtype")
-    run.add_argument("-q", "--quiet", action="store_true", help="no per-case progress")
-
-    sub.add_parser("list", help="list suites, activations, heads and backends")
+    for module in COMMANDS:
+        importlib.import_module(module).register(sub)
     return p
-
-
-def _resolve_suites(names: Sequence[str]):
-    from gradparity.experiments.suites import SUITES
-    from gradparity.experiments.toml_suite import load_suite_file
-
-    specs, labels, backends, tolerances = [], [], None, {}
-    for name in names:
-        if name.endswith(".toml") or Path(name).is_file():
-            sf = load_suite_file(name)
-            specs += sf.specs
-            labels.append(sf.name)
-            backends = backends or sf.backends
-            tolerances.update(sf.tolerances)
-        elif name in SUITES:
-            specs += SUITES[name][0]()
-            labels.append(name)
-        else:
-            raise UsageError(f"suite={name!r}: expected a built-in suite "
-                             f"({', '.join(SUITES)}) or an existing .toml file")
-    ids = set()
-    unique = []
-    for s in specs:
-        if s.case_id not in ids:
-            ids.add(s.case_id)
-            unique.append(s)
-    return unique, labels, backends, tolerances
-
-
-def _progress(quiet: bool):
-    def report(i, total, spec, statuses):
-        if quiet:
-            return
-        marks = "  ".join(f"{b} {s}" for b, s in statuses.items())
-        width = len(str(total))
-        print(f"[{i:>{width}}/{total}] {spec.case_id}  {marks}", file=sys.stderr, flush=True)
-    return report
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from gradparity.adapters.registry import BACKENDS
-    from gradparity.spec import DTYPES
-    from gradparity.tolerances import resolve_tolerances
-
-    specs, labels, file_backends, file_tols = _resolve_suites(args.suites)
-    backends = args.backends or file_backends or ["torch", "jax"]
-    for b in backends:
-        if b not in BACKENDS:
-            raise UsageError(f"--backends={b!r}: expected one of {', '.join(BACKENDS)}")
-    if args.dtypes:
-        for d in args.dtypes:
-            if d not in DTYPES:
-                raise UsageError(f"--dtypes={d!r}: expected one of {', '.join(DTYPES)}")
-        specs = [s for s in specs if s.dtype in args.dtypes]
-        if not specs:
-            raise UsageError(f"--dtypes={','.join(args.dtypes)}: no case of the suite has it")
-    for flag in ("rtol", "atol"):
-        v = getattr(args, flag)
-        if v is not None and not (v >= 0 and v != float("inf")):
-            raise UsageError(f"--{flag}={v!r}: expected a finite number >= 0")
-    tolerances = resolve_tolerances(file_tols, rtol=args.rtol, atol=args.atol)
-    name = args.name or "+".join(labels)
-    if not name or "/" in name or name.startswith("."):
-        raise UsageError(f"--name={name!r}: expected a plain folder name")
-    out = Path(args.out) if args.out else Path("results") / name
-
-    from gradparity.experiments.report import write_results
-    from gradparity.experiments.runner import run_specs
-
-    df = run_specs(specs, backends=backends, tolerances=tolerances,
-                   progress=_progress(args.quiet))
-    write_results(df, out, name=name)
-    return _print_outcome(df, out)
-
-
-def _print_outcome(df, out: Path) -> int:
-    from gradparity.verdict import FAILING, STATUSES
-
-    counts = df["status"].value_counts()
-    shown = ", ".join(f"{counts[s]} {s}" for s in STATUSES if s in counts)
-    print(f"{df['case_id'].nunique()} cases, {len(df)} rows: {shown}")
-    skipped = df[df["status"] == "skipped"].drop_duplicates("backend")
-    for _, r in skipped.iterrows():
-        print(f"skipped {r['backend']}: {r['reason']}")
-    bad = df[df["status"].isin(FAILING)]
-    if not bad.empty:
-        print("failures:")
-        for _, r in bad.head(20).iterrows():
-            where = "" if r["quantity"] == "*" else f" {r['quantity']}{r['layer']}"
-            print(f"  {r['case_id']} {r['backend']}{where}: {r['status']}: {r['reason']}")
-        if len(bad) > 20:
-            print(f"  ... {len(bad) - 20} more rows in {out / 'table.csv'}")
-    print(f"results: {out}/")
-    return EXIT_FAIL if not bad.empty else EXIT_OK
-
-
-def cmd_list(args: argparse.Namespace) -> int:
-    from gradparity.adapters.registry import available_backends
-    from gradparity.experiments.suites import SUITES
-    from gradparity.spec import ACTIVATIONS, DTYPES, HEADS, REGIMES
-
-    print("suites:")
-    for name, (make, desc) in SUITES.items():
-        print(f"  {name:<10} {len(make()):>4} cases  {desc}")
-    print("activations:\n  " + ", ".join(ACTIVATIONS))
-    print("heads (loss forms):")
-    for h in HEADS.values():
-        print(f"  {h.name:<13} {'/'.join(h.forms):<13} {h.description}")
-    print("dtypes:\n  " + ", ".join(DTYPES))
-    print("regimes:\n  " + ", ".join(REGIMES))
-    print("backends:")
-    for name, (ok, note) in available_backends().items():
-        print(f"  {name:<10} {'installed' if ok else 'missing':<10} {note}")
-    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -180,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        return {"run": cmd_run, "list": cmd_list}[args.command](args)
+        return args.handler(args)
     except UsageError as e:
         print(f"gradparity: error: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -102,7 +102,8 @@ def test_toml_sweep_runs_and_writes_the_result_folder(tmp_path, capsys, monkeypa
     assert code == 0
     out = tmp_path / "results" / "mini"
     assert sorted(p.name for p in out.iterdir()) == [
-        "environment.json", "summary.md", "table.csv", "table.parquet"]
+        "environment.json", "pass_rates.csv", "summary.md", "table.csv", "table.parquet",
+        "worst_per_case.csv"]
     df = pd.read_csv(out / "table.csv")
     # 2 sizes x 2 activations x (bce: 2 forms + mse: 1 form) = 12 cases
     assert df["case_id"].nunique() == 12

@@ -51,7 +51,8 @@ def test_same_run_twice_gives_identical_files(tmp_path):
     specs = SUITES["quick"][0]()[:6]
     a = write_results(runner.run_specs(specs), tmp_path / "a", name="x")
     b = write_results(runner.run_specs(specs), tmp_path / "b", name="x")
-    for name in ("table.csv", "table.parquet", "summary.md", "environment.json"):
+    for name in ("table.csv", "table.parquet", "summary.md", "environment.json",
+                 "pass_rates.csv", "worst_per_case.csv"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     back = pd.read_csv(a / "table.csv")
     assert len(back) > 0 and list(back.columns) == list(COLUMNS)

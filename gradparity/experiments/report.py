@@ -66,9 +66,13 @@ def summary_markdown(df: pd.DataFrame, *, name: str) -> str:
 
 
 def write_results(df: pd.DataFrame, out_dir: str | Path, *, name: str) -> Path:
-    """Write table.csv, table.parquet (with pyarrow), summary.md and environment.json."""
+    """Write table.csv, table.parquet (with pyarrow), pass_rates.csv (head.form x
+    activation x backend/dtype), worst_per_case.csv, summary.md and environment.json."""
+    pivot = pass_rate_pivot(df, ["head_form", "activation"]).reset_index()
     files = {
         "table.csv": csv_writer(df),
+        "pass_rates.csv": csv_writer(pivot),
+        "worst_per_case.csv": csv_writer(worst_per_case(df)),
         "summary.md": text_writer(summary_markdown(df, name=name)),
         "environment.json": json_writer(df.attrs.get("environment", {})),
     }
