@@ -59,6 +59,14 @@ class Case:
     def m(self) -> int:
         return self.spec.batch
 
+    def astype(self, dtype: np.dtype | type | str) -> Case:
+        """The same values in another (wider) dtype, e.g. for a higher-precision oracle.
+        The spec keeps its working dtype: only the arrays change."""
+        dt = np.dtype(dtype)
+        return Case(spec=self.spec, X=self.X.astype(dt), Y=self.Y.astype(dt),
+                    parameters={k: v.astype(dt) for k, v in self.parameters.items()},
+                    labels=self.labels)
+
 
 def _init_scale(spec: Spec, n_in: int, n_out: int) -> float:
     if spec.init == "he":

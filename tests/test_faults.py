@@ -54,12 +54,14 @@ def test_transposed_square_dW_is_a_value_mismatch_and_rectangular_a_shape_error(
     ref = reference_gradients(square)
     v = _first_failure(judge(square, inject("transposed_dW", square, ref), ref,
                              tolerance=DEFAULT_TOLERANCES["float32"]))
-    assert v.key == "dW1" and "outside atol" in v.reason
+    assert v.key == "dW1" and "outside atol" in v.reason and v.reason_code == "mismatch"
     rect = make_case(SPECS[1])  # W1 is 7x5
     ref = reference_gradients(rect)
     v = _first_failure(judge(rect, inject("transposed_dW", rect, ref), ref,
                              tolerance=DEFAULT_TOLERANCES["float64"]))
-    assert v.key == "dW1" and "shape (5, 7) != expected (7, 5)" in v.reason
+    assert v.key == "dW1" and v.reason_code == "convention"
+    assert "transpose" in v.reason
+    assert "shape (5, 7) != expected (7, 5)" in v.comparison.message()
 
 
 def test_single_perturbed_element_is_located():
@@ -80,3 +82,17 @@ def test_injection_does_not_touch_the_original():
         inject(name, case, ref)
     for k, v in before.items():
         np.testing.assert_array_equal(ref.grads[k], v)
+
+
+def test_reason_codes_name_scale_conventions_and_nonfinite_values():
+    spec = SPECS[2]
+    case = make_case(spec)
+    ref = reference_gradients(case)
+    v = _first_failure(judge(case, inject("missing_1_over_m", case, ref), ref,
+                             tolerance=DEFAULT_TOLERANCES["float64"]))
+    assert v.reason_code == "convention" and "x m: per-example" in v.reason
+    bad = inject("sign_flip", case, ref)
+    bad.grads["dW2"] = bad.grads["dW2"].copy()
+    bad.grads["dW2"][0, 0] = np.nan
+    v = _first_failure(judge(case, bad, ref, tolerance=DEFAULT_TOLERANCES["float64"]))
+    assert v.key == "dW2" and v.reason_code == "nonfinite"

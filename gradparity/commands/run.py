@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--name", help="run name (default: the suite names joined by '+')")
     run.add_argument("--rtol", type=float, help="override rtol for every dtype")
     run.add_argument("--atol", type=float, help="override atol for every dtype")
+    run.add_argument("--policy", default="allclose", metavar="POLICY",
+                     help="verdict policy: allclose (default) or calibrated (error vs the "
+                     "higher-precision oracle within k x the reference's own + floor)")
     run.add_argument("-q", "--quiet", action="store_true", help="no per-case progress")
 
     run.set_defaults(handler=cmd_run)
@@ -72,6 +75,7 @@ def _progress(quiet: bool):
 
 def cmd_run(args: argparse.Namespace) -> int:
     from gradparity.adapters.registry import BACKENDS
+    from gradparity.policy import POLICIES
     from gradparity.spec import DTYPES
     from gradparity.tolerances import resolve_tolerances
 
@@ -92,6 +96,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if v is not None and not (v >= 0 and v != float("inf")):
             raise UsageError(f"--{flag}={v!r}: expected a finite number >= 0")
     tolerances = resolve_tolerances(file_tols, rtol=args.rtol, atol=args.atol)
+    if args.policy not in POLICIES:
+        raise UsageError(f"--policy={args.policy!r}: expected one of {', '.join(POLICIES)}")
     name = args.name or "+".join(labels)
     if not name or "/" in name or name.startswith("."):
         raise UsageError(f"--name={name!r}: expected a plain folder name")
@@ -101,7 +107,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gradparity.experiments.runner import run_specs
 
     df = run_specs(specs, backends=backends, tolerances=tolerances,
-                   progress=_progress(args.quiet))
+                   progress=_progress(args.quiet), policy=args.policy)
     write_results(df, out, name=name)
     return _print_outcome(df, out)
 

@@ -15,6 +15,8 @@ from gradparity.adapters.registry import get_backend
 from gradparity.case import make_case
 from gradparity.environment import environment
 from gradparity.experiments.tables import make_table, status_row, verdict_rows
+from gradparity.oracle import oracle_gradients, oracle_name
+from gradparity.policy import DEFAULT_RULE, CalibratedRule, check_policy
 from gradparity.reference.mlp import reference_gradients
 from gradparity.spec import Spec
 from gradparity.tolerances import Tolerance, resolve_tolerances
@@ -39,6 +41,8 @@ def run_specs(
     backends: Sequence[str] = DEFAULT_BACKENDS,
     tolerances: dict[str, Tolerance] | None = None,
     progress: Progress | None = None,
+    policy: str = "allclose",
+    rule: CalibratedRule = DEFAULT_RULE,
 ) -> pd.DataFrame:
     """Run every spec on every backend and return the tidy table (see `tables.COLUMNS`).
 
@@ -48,7 +52,10 @@ def run_specs(
             reference with itself, a smoke check of the harness).
         tolerances: per-dtype table (default `resolve_tolerances()`).
         progress: called after each case with (index, total, spec, statuses by backend).
+        policy, rule: the verdict policy (``"allclose"`` or ``"calibrated"``) and the
+            calibrated rule (see `gradparity.policy`).
     """
+    check_policy(policy)
     tol = tolerances or resolve_tolerances()
     adapters = [get_backend(name) for name in backends]
     rows: list[dict[str, object]] = []
@@ -57,6 +64,7 @@ def run_specs(
         try:
             case = make_case(spec)
             ref = reference_gradients(case)
+            oracle = oracle_gradients(case)
         except Exception as exc:  # noqa: BLE001 - isolate the case, keep sweeping
             for b in adapters:
                 rows.append(status_row(spec, b.name, "error",
@@ -73,12 +81,14 @@ def run_specs(
             try:
                 got = b.gradients(case)
                 verdicts = judge(case, got, ref, tolerance=tol[spec.dtype],
-                                 kink_conventions=b.kink_conventions(spec.dtype))
+                                 kink_conventions=b.kink_conventions(spec.dtype),
+                                 oracle=oracle, policy=policy, rule=rule)
             except Exception as exc:  # noqa: BLE001 - isolate the backend, keep sweeping
                 rows.append(status_row(spec, b.name, "error", f"{type(exc).__name__}: {exc}"))
                 statuses[b.name] = "error"
                 continue
-            rows.extend(verdict_rows(spec, b.name, verdicts))
+            rows.extend(verdict_rows(spec, b.name, verdicts, oracle=oracle_name(spec.dtype),
+                                     policy=policy))
             statuses[b.name] = _case_status([v.status for v in verdicts])
         if progress:
             progress(i, len(specs), spec, statuses)

@@ -23,12 +23,22 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "worst_index", "worst_value", "worst_expected", "n_mismatch", "n_elements", "atol",
     "rtol",
 )
+ORACLE_COLUMNS: tuple[str, ...] = (
+    "oracle", "err_oracle_eps", "worst_oracle_eps", "ref_err_oracle_eps",
+    "ref_worst_oracle_eps",
+)
+VERDICT_COLUMNS: tuple[str, ...] = (
+    "allclose_passed", "calibrated_passed", "policy", "passed", "status", "reason_code",
+    "reason",
+)
 COLUMNS: tuple[str, ...] = (
     SPEC_COLUMNS + ("layer", "quantity", "backend", "against") + METRIC_COLUMNS
-    + ("passed", "status", "reason")
+    + ORACLE_COLUMNS + VERDICT_COLUMNS
 )
 _FLOATS = ("max_abs_err", "max_rel_err", "max_ulp", "cosine", "norm_err_eps", "worst_value",
-           "worst_expected", "atol", "rtol")
+           "worst_expected", "atol", "rtol", "err_oracle_eps", "worst_oracle_eps",
+           "ref_err_oracle_eps", "ref_worst_oracle_eps")
+_BOOLS = ("allclose_passed", "passed")
 _INTS = ("depth", "batch", "seed", "layer", "n_mismatch", "n_elements")
 
 
@@ -41,7 +51,8 @@ def spec_columns(spec: Spec) -> dict[str, object]:
     }
 
 
-def verdict_rows(spec: Spec, backend: str, verdicts: Iterable[TensorVerdict]
+def verdict_rows(spec: Spec, backend: str, verdicts: Iterable[TensorVerdict], *,
+                 oracle: str = "unavailable", policy: str = "allclose"
                  ) -> list[dict[str, object]]:
     base = spec_columns(spec)
     rows = []
@@ -49,7 +60,18 @@ def verdict_rows(spec: Spec, backend: str, verdicts: Iterable[TensorVerdict]
         row = dict(base, layer=v.layer, quantity=v.quantity, backend=backend,
                    against=v.against)
         row.update(v.comparison.as_row())
-        row.update(passed=v.comparison.passed, status=v.status, reason=v.reason)
+        row.pop("passed")
+        o, r = v.oracle, v.reference_oracle
+        row.update(
+            oracle=oracle if o is not None else "unavailable",
+            err_oracle_eps=None if o is None else o.norm_eps,
+            worst_oracle_eps=None if o is None else o.worst_eps,
+            ref_err_oracle_eps=None if r is None else r.norm_eps,
+            ref_worst_oracle_eps=None if r is None else r.worst_eps,
+            allclose_passed=v.comparison.passed, calibrated_passed=v.calibrated_passed,
+            policy=policy,
+            passed=v.comparison.passed if v.passed is None else v.passed,
+            status=v.status, reason_code=v.reason_code, reason=v.reason)
         rows.append(row)
     return rows
 
@@ -58,7 +80,8 @@ def status_row(spec: Spec, backend: str, status: str, reason: str) -> dict[str, 
     """A whole-case row (``error`` or ``skipped``): no layer, no metrics."""
     row: dict[str, object] = {c: None for c in COLUMNS}
     row.update(spec_columns(spec), backend=backend, against="reference", quantity="*",
-               passed=False, status=status, reason=reason)
+               passed=False, allclose_passed=False, status=status, reason_code=status,
+               reason=reason)
     return row
 
 
@@ -70,9 +93,11 @@ def make_table(rows: list[Mapping[str, object]], environment: Mapping[str, str]
         df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
     for c in _INTS:
         df[c] = pd.array(df[c].tolist(), dtype="Int64")
-    df["passed"] = df["passed"].astype(bool)
+    for c in _BOOLS:
+        df[c] = df[c].astype(bool)
+    df["calibrated_passed"] = pd.array(df["calibrated_passed"].tolist(), dtype="boolean")
     for c in COLUMNS:
-        if c not in _FLOATS and c not in _INTS and c != "passed":
+        if c not in _FLOATS and c not in _INTS and c not in _BOOLS + ("calibrated_passed",):
             df[c] = df[c].astype("string")
     df.attrs["environment"] = dict(sorted(environment.items()))
     return df

@@ -14,7 +14,9 @@ convention is the seed document's: relu'(0) = 0; leaky_relu'(0) = the negative s
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +29,43 @@ _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _GELU_C = 0.044715
-_erf = np.frompyfunc(math.erf, 1, 1)
+_erf_double = np.frompyfunc(math.erf, 1, 1)
+
+
+def _erf_extended(x: Array) -> Array:
+    """erf in the precision of ``x`` (for ``np.longdouble`` oracles), vectorised.
+
+    |x| <= 6: erf(x) = 2/sqrt(pi) e^{-x^2} sum_n 2^n x^{2n+1} / (1*3*...*(2n+1)); every term
+    is positive, so there is no cancellation (at most ~140 terms, fixed count).
+    |x| > 6: erf(x) = sign(x) (1 - erfc(|x|)), erfc < 2e-17, from its asymptotic series
+    (four terms: relative error < 1e-9 on erfc, far below the dtype's eps on erf).
+    """
+    dt = x.dtype
+    ax = np.abs(x)
+    small = np.minimum(ax, dt.type(6))
+    x2 = small * small
+    term = small.copy()
+    total = small.copy()
+    for n in range(1, 160):
+        term = term * (2 * x2) / dt.type(2 * n + 1)
+        total = total + term
+    two_over_sqrt_pi = dt.type(2) / np.sqrt(_PI_EXT.astype(dt))
+    series = two_over_sqrt_pi * np.exp(-x2) * total
+    big = np.maximum(ax, dt.type(6))
+    inv = dt.type(1) / (2 * big * big)
+    erfc = np.exp(-big * big) / (big * np.sqrt(_PI_EXT.astype(dt))) * (
+        1 - inv + 3 * inv * inv - 15 * inv * inv * inv)
+    return np.sign(x) * np.where(ax <= 6, series, 1 - erfc)
+
+
+#: pi to the precision of np.longdouble (parsed from a decimal string).
+_PI_EXT = np.array(np.longdouble("3.14159265358979323846264338327950288"))
+
+
+def _erf(z: Array) -> Array:
+    if np.finfo(z.dtype).eps < np.finfo(np.float64).eps:
+        return _erf_extended(z)
+    return _erf_double(z).astype(np.float64)
 
 
 def _like(z: Array, value: float | Array) -> Array:
@@ -41,14 +79,36 @@ def sigmoid(z: Array) -> Array:
     return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(z.dtype, copy=False)
 
 
+_FROM_OUTPUT: ContextVar[bool] = ContextVar("derivatives_from_outputs", default=False)
+
+
+@contextmanager
+def derivatives_from_outputs() -> Iterator[None]:
+    """Within this context sigmoid' and tanh' are evaluated the way autodiff frameworks
+    evaluate them, from the rounded output: s (1 - s) and 1 - t^2 (also inside silu,
+    gelu_tanh and the sigmoid/tanh heads). Their relative error grows like eps / g'(z) for
+    large |z|; the harness uses this to recognise that rounding (never by default)."""
+    token = _FROM_OUTPUT.set(True)
+    try:
+        yield
+    finally:
+        _FROM_OUTPUT.reset(token)
+
+
 def sigmoid_prime(z: Array) -> Array:
     """sigmoid'(z) = e^{-|z|} / (1 + e^{-|z|})^2 (accurate where s (1 - s) cancels)."""
+    if _FROM_OUTPUT.get():
+        s = sigmoid(z)
+        return s * (1.0 - s)
     e = np.exp(-np.abs(z))
     return (e / ((1.0 + e) * (1.0 + e))).astype(z.dtype, copy=False)
 
 
 def tanh_prime(z: Array) -> Array:
     """tanh'(z) = sech^2(z) = (2 e^{-|z|} / (1 + e^{-2|z|}))^2."""
+    if _FROM_OUTPUT.get():
+        t = np.tanh(z)
+        return 1.0 - t * t
     e = np.exp(-np.abs(z))
     s = 2.0 * e / (1.0 + e * e)
     return (s * s).astype(z.dtype, copy=False)
@@ -107,7 +167,7 @@ def silu_prime(z: Array) -> Array:
 
 
 def _phi_cdf(z: Array) -> Array:
-    return (0.5 * (1.0 + _erf(z * _INV_SQRT_2).astype(np.float64))).astype(z.dtype)
+    return (0.5 * (1.0 + _erf(z * _INV_SQRT_2))).astype(z.dtype)
 
 
 def gelu(z: Array) -> Array:
