@@ -48,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         print(f"gradparity: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # e.g. piped into head: not an error of the run
+        sys.stderr.close()
+        return EXIT_OK
     except KeyboardInterrupt:
         print("gradparity: interrupted", file=sys.stderr)
         return 130
