@@ -140,7 +140,8 @@ def test_output_form_derivatives_are_recognised_as_rounding():
         pytest.skip("no oracle for float64 here")
     torch = get_backend("torch")
     rows = judge(case, torch.gradients(case), ref, tolerance=DEFAULT_TOLERANCES["float64"],
-                 oracle=orc, policy="calibrated", kink_conventions=torch.kink_conventions("float64"))
+                 oracle=orc, policy="calibrated",
+                 kink_conventions=torch.kink_conventions("float64"))
     statuses = {v.status for v in rows}
     assert "fail" not in statuses and "rounding" in statuses
     assert any("1 - tanh^2" in v.reason for v in rows if v.status == "rounding")
