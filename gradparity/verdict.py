@@ -220,6 +220,12 @@ def judge(
                                                        forward=backend_forward)
         return cache["alt"]
 
+    L = spec.depth
+    upstream = set(order[order.index((L, "dZ")) + 1:])
+
+    def output_saturated(done: list[TensorVerdict]) -> bool:
+        return any(v.key == f"dZ{L}" and v.status in ("pass", "saturation") for v in done)
+
     out: list[TensorVerdict] = []
     for i, ((layer, q), c) in enumerate(zip(order, base, strict=True)):
         if verdict_ok[i]:
@@ -235,8 +241,10 @@ def judge(
                                                                            layer)
             out.append(row(i, explained, text, explained))
             continue
-        if sat_ref is not None and q not in ("Z", "A", "loss") and _agrees_where_untainted(
-                actual, sat_ref, layer, q, tolerance, spec.dtype):
+        # Upstream of the output, "follows from the backend's own dZ[L]" explains a
+        # difference only when that dZ[L] is itself explained by saturation.
+        if (sat_ref is not None and (layer, q) in upstream and output_saturated(out)
+                and _agrees_where_untainted(actual, sat_ref, layer, q, tolerance, spec.dtype)):
             out.append(row(i, "saturation", sat_text, "saturation"))
             continue
         if sat.any() and q == "loss":

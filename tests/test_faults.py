@@ -12,6 +12,7 @@ from gradparity.verdict import judge
 
 SPECS = [
     Spec((4, 4, 4, 3), activation="tanh", head="softmax_ce", dtype="float32", batch=6),
+    Spec((4, 4, 4, 4), activation="elu", head="linear_mse", dtype="float64", batch=3),
     Spec((5, 7, 3, 2), activation="sigmoid", head="sigmoid_bce", loss_form="probs",
          dtype="float64", batch=5, seed=3),
     Spec((3, 6, 6, 2), activation="gelu", head="linear_huber", dtype="float64", batch=4),
@@ -31,6 +32,11 @@ def test_fault_is_flagged_at_its_first_quantity(spec, fault):
         pytest.skip(f"{fault} needs depth >= {f.min_depth}")
     case = make_case(spec)
     ref = reference_gradients(case)
+    L = spec.depth
+    if fault == "transposed_W_in_dA" and spec.sizes[L] != spec.sizes[L - 1]:
+        with pytest.raises(ValueError, match="matmul"):  # the learner's code fails to run
+            inject(fault, case, ref)
+        return
     bad = inject(fault, case, ref)
     verdicts = judge(case, bad, ref, tolerance=DEFAULT_TOLERANCES[spec.dtype])
     failing = [v for v in verdicts if v.status == "fail"]
@@ -55,7 +61,7 @@ def test_transposed_square_dW_is_a_value_mismatch_and_rectangular_a_shape_error(
     v = _first_failure(judge(square, inject("transposed_dW", square, ref), ref,
                              tolerance=DEFAULT_TOLERANCES["float32"]))
     assert v.key == "dW1" and "outside atol" in v.reason and v.reason_code == "mismatch"
-    rect = make_case(SPECS[1])  # W1 is 7x5
+    rect = make_case(SPECS[2])  # W1 is 7x5
     ref = reference_gradients(rect)
     v = _first_failure(judge(rect, inject("transposed_dW", rect, ref), ref,
                              tolerance=DEFAULT_TOLERANCES["float64"]))
@@ -65,7 +71,7 @@ def test_transposed_square_dW_is_a_value_mismatch_and_rectangular_a_shape_error(
 
 
 def test_single_perturbed_element_is_located():
-    case = make_case(SPECS[2])
+    case = make_case(SPECS[3])
     ref = reference_gradients(case)
     bad = inject("perturbed_element", case, ref)
     v = _first_failure(judge(case, bad, ref, tolerance=DEFAULT_TOLERANCES["float64"]))
@@ -79,20 +85,23 @@ def test_injection_does_not_touch_the_original():
     ref = reference_gradients(case)
     before = {k: v.copy() for k, v in ref.grads.items()}
     for name in FAULTS:
-        inject(name, case, ref)
+        if name != "transposed_W_in_dA":  # W3 is 3x4: that bug does not run here
+            inject(name, case, ref)
     for k, v in before.items():
         np.testing.assert_array_equal(ref.grads[k], v)
 
 
 def test_reason_codes_name_scale_conventions_and_nonfinite_values():
-    spec = SPECS[2]
+    spec = SPECS[3]
     case = make_case(spec)
     ref = reference_gradients(case)
     v = _first_failure(judge(case, inject("missing_1_over_m", case, ref), ref,
                              tolerance=DEFAULT_TOLERANCES["float64"]))
     assert v.reason_code == "convention" and "x m: per-example" in v.reason
-    bad = inject("sign_flip", case, ref)
-    bad.grads["dW2"] = bad.grads["dW2"].copy()
+    v = _first_failure(judge(case, inject("sign_flip", case, ref), ref,
+                             tolerance=DEFAULT_TOLERANCES["float64"]))
+    assert v.key == f"dZ{spec.depth}" and "-1: sign flip" in v.reason
+    bad = inject("perturbed_element", case, ref)
     bad.grads["dW2"][0, 0] = np.nan
     v = _first_failure(judge(case, bad, ref, tolerance=DEFAULT_TOLERANCES["float64"]))
     assert v.key == "dW2" and v.reason_code == "nonfinite"

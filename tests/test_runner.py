@@ -144,5 +144,7 @@ def test_degraded_backend_fails_at_the_named_layer_and_quantity(fakes):
     spec = Spec((3, 4, 4, 2), activation="tanh", dtype="float32")
     df = runner.run_specs([spec], backends=["degraded"])
     fails = df[df["status"] == "fail"]
-    assert [(int(r.layer), r.quantity) for r in fails.itertuples()] == [(3, "dW"), (3, "db")]
+    assert [(int(r.layer), r.quantity) for r in fails.itertuples()] == [
+        (3, "dW"), (2, "dW"), (1, "dW")]
     assert np.isclose(fails["max_rel_err"].iloc[0], spec.batch - 1)
+    assert "x m: per-example" in fails["reason"].iloc[0]

@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.set_defaults(handler=cmd_run)
 
 
-def _resolve_suites(names: Sequence[str]):
+def resolve_suites(names: Sequence[str]):
     from gradparity.experiments.suites import SUITES
     from gradparity.experiments.toml_suite import load_suite_file
 
@@ -79,7 +79,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gradparity.spec import DTYPES
     from gradparity.tolerances import resolve_tolerances
 
-    specs, labels, file_backends, file_tols = _resolve_suites(args.suites)
+    specs, labels, file_backends, file_tols = resolve_suites(args.suites)
     backends = args.backends or file_backends or ["torch", "jax"]
     for b in backends:
         if b not in BACKENDS:
