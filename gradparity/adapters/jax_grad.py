@@ -284,3 +284,37 @@ class JaxBackend:
             + ("x64 enabled for this call" if spec.dtype == "float64" else "x64 off"),
             meta={"version": jax.__version__, "structure": structure},
         )
+
+    # -- one layer on its own ---------------------------------------------------------
+    def layer_gradients(self, case, layer: int, a_prev: np.ndarray, dA_out: np.ndarray
+                        ) -> dict[str, np.ndarray]:
+        """A hidden layer fed the reference's upstream values: ``jax.vjp`` of the layer at
+        ``a_prev`` (A[l-1]) with cotangent ``dA_out`` (dJ/dA[l]); dZ through a zero probe.
+        Keys as `reference.mlp.layer_step`."""
+        jax, jnp = _import()
+        spec = case.spec
+        dtype = case.dtype
+        act = _activations(jax)[spec.activation]
+        with jax.enable_x64(spec.dtype == "float64"):
+            def arr(a: np.ndarray) -> Any:
+                return jnp.asarray(np.ascontiguousarray(a), dtype=dtype)
+
+            W = arr(case.parameters[f"W{layer}"])
+            b = arr(case.parameters[f"b{layer}"][:, 0])
+            x = arr(a_prev.T)
+            probe = jnp.zeros((case.m, spec.sizes[layer]), dtype=dtype)
+
+            def f(W, b, x, probe):
+                z = x @ W.T + b + probe
+                return act(z), z
+
+            (a, z), vjp = jax.vjp(f, W, b, x, probe)
+            dW, db, dx, dz = vjp((arr(dA_out.T), jnp.zeros_like(z)))
+            a, z, dW, db, dx, dz = jax.device_get((a, z, dW, db, dx, dz))
+
+        def np_(v: Any, what: str, transpose: bool = True) -> np.ndarray:
+            return as_numpy(v, dtype, what=what, backend=self.name, transpose=transpose)
+
+        return {"Z": np_(z, "Z"), "A": np_(a, "A"), "dZ": np_(dz, "dZ"),
+                "dW": np_(dW, "dW", transpose=False),
+                "db": np_(db, "db", transpose=False)[:, None], "dA_prev": np_(dx, "dA_prev")}

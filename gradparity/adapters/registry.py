@@ -40,6 +40,11 @@ class ReferenceBackend:
 
         return reference_gradients(case, backend=self.name)
 
+    def layer_gradients(self, case, layer: int, a_prev, dA_out) -> dict:
+        from gradparity.reference.mlp import layer_step
+
+        return layer_step(case, layer, a_prev, dA_out)
+
     def kink_conventions(self, dtype: str) -> dict[str, float]:
         from gradparity.reference.mlp import REFERENCE_KINKS
 

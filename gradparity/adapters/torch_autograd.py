@@ -236,3 +236,36 @@ class TorchBackend:
             notes=notes + "; dZ, dA via retain_grad, dA0 via X.requires_grad",
             meta={"version": torch.__version__},
         )
+
+    # -- one layer on its own ---------------------------------------------------------
+    def layer_gradients(self, case, layer: int, a_prev: np.ndarray, dA_out: np.ndarray
+                        ) -> dict[str, np.ndarray]:
+        """A hidden layer fed the reference's upstream values: forward from ``a_prev``
+        (A[l-1], ``(n_{l-1}, m)``), backward from ``dA_out`` (dJ/dA[l]) through
+        ``A.backward(gradient=dA_out)``. Keys as `reference.mlp.layer_step`."""
+        torch, nn, F = self._import()
+        spec = case.spec
+        tdtype = getattr(torch, spec.dtype)
+        act = _activations(F)[spec.activation]
+        with torch.enable_grad():
+            lin = nn.utils.skip_init(nn.Linear, spec.sizes[layer - 1], spec.sizes[layer],
+                                     dtype=tdtype)
+            with torch.no_grad():
+                lin.weight.copy_(torch.tensor(case.parameters[f"W{layer}"], dtype=tdtype))
+                lin.bias.copy_(torch.tensor(case.parameters[f"b{layer}"][:, 0], dtype=tdtype))
+            x = torch.tensor(a_prev.T, dtype=tdtype).requires_grad_(True)
+            z = lin(x)
+            z.retain_grad()
+            a = act(z)
+            if a is z:
+                a = z.view_as(z)
+            a.backward(gradient=torch.tensor(dA_out.T, dtype=tdtype))
+
+        def np_(t: Any, what: str, transpose: bool = True) -> np.ndarray:
+            return as_numpy(t.detach().numpy(), case.dtype, what=what, backend=self.name,
+                            transpose=transpose)
+
+        return {"Z": np_(z, "Z"), "A": np_(a, "A"), "dZ": np_(z.grad, "dZ"),
+                "dW": np_(lin.weight.grad, "dW", transpose=False),
+                "db": np_(lin.bias.grad, "db", transpose=False)[:, None],
+                "dA_prev": np_(x.grad, "dA_prev")}

@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--policy", default="allclose", metavar="POLICY",
                      help="verdict policy: allclose (default) or calibrated (error vs the "
                      "higher-precision oracle within k x the reference's own + floor)")
+    run.add_argument("--layer-own", action="store_true",
+                     help="also run each layer on the reference's upstream values, to "
+                     "separate the error a layer introduces from the error it inherits")
     run.add_argument("-q", "--quiet", action="store_true", help="no per-case progress")
 
     run.set_defaults(handler=cmd_run)
@@ -107,7 +110,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gradparity.experiments.runner import run_specs
 
     df = run_specs(specs, backends=backends, tolerances=tolerances,
-                   progress=_progress(args.quiet), policy=args.policy)
+                   progress=_progress(args.quiet), policy=args.policy,
+                   layer_own=args.layer_own)
     write_results(df, out, name=name)
     return _print_outcome(df, out)
 

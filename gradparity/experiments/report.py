@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from gradparity.experiments.tables import (
+    error_origins,
     markdown_table,
     pass_rate_pivot,
     status_counts,
@@ -53,6 +54,12 @@ def summary_markdown(df: pd.DataFrame, *, name: str) -> str:
         lines.append(markdown_table(grouped.head(MAX_LISTED), index=False))
         if len(grouped) > MAX_LISTED:
             lines.append(f"... {len(grouped) - MAX_LISTED} more groups in table.csv\n")
+    origins = error_origins(df)
+    if not origins.empty:
+        lines += ["## Where failures start", "",
+                  "First failing tensor end to end, and the first layer that fails on its "
+                  "own when fed the reference's upstream values (--layer-own).", "",
+                  markdown_table(origins.head(MAX_LISTED), index=False)]
     worst = worst_per_case(df, status="pass")
     if not worst.empty:
         worst = worst.sort_values(["norm_err_eps", "case_id", "backend"],

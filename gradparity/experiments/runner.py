@@ -15,6 +15,7 @@ from gradparity.adapters.registry import get_backend
 from gradparity.case import make_case
 from gradparity.environment import environment
 from gradparity.experiments.tables import make_table, status_row, verdict_rows
+from gradparity.layer_own import backend_steps, judge_layer_own
 from gradparity.oracle import oracle_gradients, oracle_name
 from gradparity.policy import DEFAULT_RULE, CalibratedRule, check_policy
 from gradparity.reference.mlp import reference_gradients
@@ -43,6 +44,7 @@ def run_specs(
     progress: Progress | None = None,
     policy: str = "allclose",
     rule: CalibratedRule = DEFAULT_RULE,
+    layer_own: bool = False,
 ) -> pd.DataFrame:
     """Run every spec on every backend and return the tidy table (see `tables.COLUMNS`).
 
@@ -54,6 +56,8 @@ def run_specs(
         progress: called after each case with (index, total, spec, statuses by backend).
         policy, rule: the verdict policy (``"allclose"`` or ``"calibrated"``) and the
             calibrated rule (see `gradparity.policy`).
+        layer_own: also run every layer of every backend on the reference's upstream
+            values (rows with ``mode="layer_own"``; see `gradparity.layer_own`).
     """
     check_policy(policy)
     tol = tolerances or resolve_tolerances()
@@ -90,6 +94,18 @@ def run_specs(
             rows.extend(verdict_rows(spec, b.name, verdicts, oracle=oracle_name(spec.dtype),
                                      policy=policy))
             statuses[b.name] = _case_status([v.status for v in verdicts])
+            if layer_own:
+                try:
+                    own = judge_layer_own(case, backend_steps(b, case, ref), ref,
+                                          tolerance=tol[spec.dtype], backend=b.name,
+                                          kink_conventions=b.kink_conventions(spec.dtype))
+                except Exception as exc:  # noqa: BLE001 - isolate, keep sweeping
+                    row = status_row(spec, b.name, "error",
+                                     f"layer-own: {type(exc).__name__}: {exc}")
+                    rows.append(dict(row, mode="layer_own"))
+                    continue
+                rows.extend(verdict_rows(spec, b.name, own, policy="allclose",
+                                         mode="layer_own"))
         if progress:
             progress(i, len(specs), spec, statuses)
     return make_table(rows, environment())

@@ -32,7 +32,7 @@ VERDICT_COLUMNS: tuple[str, ...] = (
     "reason",
 )
 COLUMNS: tuple[str, ...] = (
-    SPEC_COLUMNS + ("layer", "quantity", "backend", "against") + METRIC_COLUMNS
+    SPEC_COLUMNS + ("layer", "quantity", "backend", "against", "mode") + METRIC_COLUMNS
     + ORACLE_COLUMNS + VERDICT_COLUMNS
 )
 _FLOATS = ("max_abs_err", "max_rel_err", "max_ulp", "cosine", "norm_err_eps", "worst_value",
@@ -52,13 +52,13 @@ def spec_columns(spec: Spec) -> dict[str, object]:
 
 
 def verdict_rows(spec: Spec, backend: str, verdicts: Iterable[TensorVerdict], *,
-                 oracle: str = "unavailable", policy: str = "allclose"
-                 ) -> list[dict[str, object]]:
+                 oracle: str = "unavailable", policy: str = "allclose",
+                 mode: str = "end_to_end") -> list[dict[str, object]]:
     base = spec_columns(spec)
     rows = []
     for v in verdicts:
         row = dict(base, layer=v.layer, quantity=v.quantity, backend=backend,
-                   against=v.against)
+                   against=v.against, mode=mode)
         row.update(v.comparison.as_row())
         row.pop("passed")
         o, r = v.oracle, v.reference_oracle
@@ -79,7 +79,8 @@ def verdict_rows(spec: Spec, backend: str, verdicts: Iterable[TensorVerdict], *,
 def status_row(spec: Spec, backend: str, status: str, reason: str) -> dict[str, object]:
     """A whole-case row (``error`` or ``skipped``): no layer, no metrics."""
     row: dict[str, object] = {c: None for c in COLUMNS}
-    row.update(spec_columns(spec), backend=backend, against="reference", quantity="*",
+    row.update(spec_columns(spec), backend=backend, against="reference", mode="end_to_end",
+               quantity="*",
                passed=False, allclose_passed=False, status=status, reason_code=status,
                reason=reason)
     return row
@@ -122,6 +123,31 @@ def status_counts(df: pd.DataFrame) -> pd.DataFrame:
     """Rows per backend x status."""
     counts = df.groupby(["backend", "status"], observed=True).size().unstack(fill_value=0)
     return counts.reindex(columns=[s for s in STATUSES if s in counts.columns])
+
+
+def error_origins(df: pd.DataFrame) -> pd.DataFrame:
+    """Per case and backend with a failing row: the first failing end-to-end tensor, and
+    the first layer (backprop order) whose layer-own run fails: where the error starts.
+    ``dA`` of layer l-1 is computed by layer l."""
+    failing = df[df["status"] == "fail"]
+    rows = []
+    for (case_id, backend), g in failing.groupby(["case_id", "backend"], sort=False,
+                                                  observed=True):
+        e2e = g[g["mode"] == "end_to_end"]
+        own = g[g["mode"] == "layer_own"]
+        introduced = None
+        if not own.empty:
+            r = own.iloc[0]
+            layer, depth = int(r["layer"]), int(r["depth"])
+            introduced = layer + 1 if r["quantity"] == "dA" and layer < depth else layer
+        rows.append({
+            "case_id": case_id, "backend": backend,
+            "first_failing": ("" if e2e.empty else
+                              f"{e2e.iloc[0]['quantity']}{e2e.iloc[0]['layer']}"),
+            "introduced_by_layer": introduced,
+        })
+    return pd.DataFrame(rows, columns=["case_id", "backend", "first_failing",
+                                       "introduced_by_layer"])
 
 
 def worst_per_case(df: pd.DataFrame, *, status: str | None = None) -> pd.DataFrame:

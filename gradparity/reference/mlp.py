@@ -122,3 +122,42 @@ def reference_gradients(
         )
     return GradientSet(backend=backend, loss=loss, forward=dict(cache), grads=grads,
                        notes="NumPy reference, seed equations, true partials of J")
+
+
+def layer_step(
+    case,
+    layer: int,
+    a_prev: Array,
+    dA_out: Array | None = None,
+    *,
+    kinks: Mapping[str, float] | None = None,
+    z_at: Array | None = None,
+) -> dict[str, Array]:
+    """One layer on its own: forward from ``a_prev`` = A[l-1] ``(n_{l-1}, m)`` and, for a
+    hidden layer, backward from ``dA_out`` = dJ/dA[l] ``(n_l, m)``; the output layer's
+    backward starts from the loss. Returns ``Z``, ``A``, ``dZ``, ``dW``, ``db``,
+    ``dA_prev`` (and ``loss``, plus ``dA`` for composed heads, at the output layer).
+    ``z_at`` evaluates the derivatives at another backend's Z[l] (its side of a kink)."""
+    spec = case.spec
+    conv = {**REFERENCE_KINKS, **(kinks or {})}
+    W, b = case.parameters[f"W{layer}"], case.parameters[f"b{layer}"]
+    m = case.m
+    with np.errstate(over="ignore", under="ignore"):
+        Z = W @ a_prev + b
+        Zd = Z if z_at is None else np.asarray(z_at, dtype=Z.dtype)
+        out: dict[str, Array] = {"Z": Z}
+        if layer == spec.depth:
+            h = HEAD_FUNCS[spec.head]
+            A = h.forward(Z)
+            out.update(A=A, loss=h.loss(Z, A, case.Y, m))
+            Ad = A if z_at is None else h.forward(Zd)
+            if spec.loss_form == "probs":
+                out["dA"] = h.dA(Zd, Ad, case.Y, m, conv.get(spec.head))
+            dZ = h.dZ(Zd, Ad, case.Y, m, conv.get(spec.head))
+        else:
+            g = ACTIVATION_FUNCS[spec.activation]
+            out["A"] = g.forward(Z)
+            dZ = dA_out * g.prime(Zd, conv.get(spec.activation))
+    out.update(dZ=dZ, dW=dZ @ a_prev.T, db=np.sum(dZ, axis=1, keepdims=True),
+               dA_prev=W.T @ dZ)
+    return out

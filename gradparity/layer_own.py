@@ -1,0 +1,183 @@
+"""Layer-own error: each layer of a backend fed the reference's upstream values.
+
+End to end, a layer's gradients carry the error of every layer above it (backward) and
+below it (forward). Here each layer ``l`` runs on its own in the backend: forward from the
+reference's A[l-1], backward from the reference's dJ/dA[l] (the output layer from the loss,
+as a one-layer network on the reference's A[L-1]). What still differs from the reference
+is the error the layer *introduces*; an end-to-end difference that vanishes here is
+*inherited*. `first_introducing_layer` names the first layer, in backprop order, that
+introduces one (`gradparity.experiments.tables.error_origins`).
+
+Rows are judged like end-to-end rows (allclose, with the kink, saturation and output-form
+rounding explanations evaluated layer by layer on the same upstream values).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from gradparity.case import Case
+from gradparity.gradients import GradientSet, backprop_order
+from gradparity.reference.activations import derivatives_from_outputs
+from gradparity.reference.mlp import layer_step
+from gradparity.tolerances import Tolerance
+from gradparity.verdict import (
+    TensorVerdict,
+    _agrees_where_untainted,
+    _classify_failure,
+    _compare,
+    _kink_reason,
+    _output_explanation,
+    kink_counts,
+    saturated_examples,
+)
+
+Array = np.ndarray
+Step = dict[str, Array]
+
+
+def output_subcase(case: Case, a_prev: Array) -> Case:
+    """The output layer as a one-layer case whose input is ``a_prev`` (A[L-1])."""
+    spec = case.spec
+    L = spec.depth
+    sub = spec.replace(sizes=(spec.sizes[L - 1], spec.sizes[L]), inputs=None, targets=None)
+    return Case(spec=sub, X=np.array(a_prev, copy=True), Y=case.Y,
+                parameters={"W1": case.parameters[f"W{L}"],
+                            "b1": case.parameters[f"b{L}"]},
+                labels=case.labels)
+
+
+def backend_steps(backend, case: Case, reference: GradientSet) -> dict[int, Step]:
+    """Every layer of ``backend`` on the reference's upstream values."""
+    L = case.spec.depth
+    steps: dict[int, Step] = {}
+    for layer in range(1, L):
+        steps[layer] = backend.layer_gradients(case, layer, reference.forward[f"A{layer - 1}"],
+                                               reference.grads[f"dA{layer}"])
+    g = backend.gradients(output_subcase(case, reference.forward[f"A{L - 1}"]))
+    steps[L] = {"Z": g.forward["Z1"], "A": g.forward["A1"], "loss": g.loss,
+                "dZ": g.grads["dZ1"], "dW": g.grads["dW1"], "db": g.grads["db1"],
+                "dA_prev": g.grads["dA0"]}
+    if "dA1" in g.grads:
+        steps[L]["dA"] = g.grads["dA1"]
+    return steps
+
+
+def reference_steps(case: Case, reference: GradientSet, *,
+                    kinks: Mapping[str, float] | None = None,
+                    from_outputs: bool = False,
+                    z_at: Mapping[str, Array] | None = None) -> dict[int, Step]:
+    """The reference's own layer steps on its upstream values (optionally with another
+    kink convention, derivatives taken from rounded outputs, or derivatives evaluated at
+    another backend's Z: ``z_at = {"Z1": ..., ...}``)."""
+    def run() -> dict[int, Step]:
+        L = case.spec.depth
+        return {layer: layer_step(case, layer, reference.forward[f"A{layer - 1}"],
+                                  None if layer == L else reference.grads[f"dA{layer}"],
+                                  kinks=kinks,
+                                  z_at=None if z_at is None else z_at.get(f"Z{layer}"))
+                for layer in range(1, L + 1)}
+    if from_outputs:
+        with derivatives_from_outputs():
+            return run()
+    return run()
+
+
+def stitch(case: Case, steps: Mapping[int, Step], backend: str) -> GradientSet:
+    """Layer steps laid out as one `GradientSet` (keys as end to end)."""
+    L = case.spec.depth
+    forward = {"A0": case.X}
+    grads: dict[str, Array] = {}
+    for layer, s in steps.items():
+        forward[f"Z{layer}"] = s["Z"]
+        forward[f"A{layer}"] = s["A"]
+        grads[f"dZ{layer}"] = s["dZ"]
+        grads[f"dW{layer}"] = s["dW"]
+        grads[f"db{layer}"] = s["db"]
+        grads[f"dA{layer - 1}"] = s["dA_prev"]
+    if "dA" in steps[L]:
+        grads[f"dA{L}"] = steps[L]["dA"]
+    return GradientSet(backend, steps[L]["loss"], forward, grads,
+                       notes="layer-own: each layer on the reference's upstream values")
+
+
+def judge_layer_own(
+    case: Case,
+    steps: Mapping[int, Step],
+    reference: GradientSet,
+    *,
+    tolerance: Tolerance,
+    kink_conventions: Mapping[str, float] | None = None,
+    backend: str = "backend",
+) -> list[TensorVerdict]:
+    """Rows for every (layer, quantity) of the layer-own run, with statuses and reasons."""
+    spec = case.spec
+    L = spec.depth
+    actual = stitch(case, steps, backend)
+    conv = dict(kink_conventions or {})
+    order = backprop_order(L, with_output_dA=spec.loss_form == "probs")
+    base = [_compare(actual, reference, layer, q, tolerance, spec.dtype) for layer, q in order]
+
+    lazy: dict[str, GradientSet] = {}
+
+    def alt(name: str, make: Callable[[], dict[int, Step]]) -> GradientSet:
+        if name not in lazy:
+            lazy[name] = stitch(case, make(), "reference")
+        return lazy[name]
+
+    kinks = kink_counts(case, reference, actual)
+    sat = saturated_examples(case, reference)
+    out: list[TensorVerdict] = []
+    def verdict(layer: int, q: str, c, status: str, reason: str = "", code: str = ""
+                ) -> TensorVerdict:
+        return TensorVerdict(layer, q, c, status, reason, against="reference upstream",
+                             reason_code=code, passed=c.passed)
+
+    for (layer, q), c in zip(order, base, strict=True):
+        def row(status: str, reason: str = "", code: str = "", _k=(layer, q, c)
+                ) -> TensorVerdict:
+            return verdict(*_k, status, reason, code)
+        if c.passed:
+            out.append(row("pass"))
+            continue
+        if kinks and _compare(actual, alt("kink", lambda: reference_steps(
+                case, reference, kinks=conv, z_at=actual.forward)), layer, q, tolerance,
+                spec.dtype).passed:
+            out.append(row("kink", _kink_reason(spec, kinks, conv, backend), "kink"))
+            continue
+        explained = _output_explanation(case, reference, c, layer, q, sat)
+        if explained:
+            out.append(row(explained, f"layer {L} on its own: {explained} at the output",
+                           explained))
+            continue
+        if sat.any() and (q == "loss" or _from_own_output(case, actual, reference, layer, q,
+                                                          tolerance)):
+            out.append(row("saturation", f"composed {spec.head} saturates at the output",
+                           "saturation"))
+            continue
+        if _compare(actual, alt("outputs", lambda: reference_steps(
+                case, reference, kinks=conv, from_outputs=True)), layer, q, tolerance,
+                spec.dtype).passed:
+            out.append(row("rounding", "derivative taken from the rounded output "
+                           "(s(1 - s), 1 - tanh^2), as autodiff does", "rounding"))
+            continue
+        code, reason = _classify_failure(actual, reference, layer, q, c, tolerance, case)
+        out.append(row("fail", reason, code))
+    return out
+
+
+def _from_own_output(case: Case, actual: GradientSet, reference: GradientSet, layer: int,
+                     q: str, tol: Tolerance) -> bool:
+    """dW[L], db[L], dA[L-1] follow from the backend's own dZ[L] (saturated output)."""
+    L = case.spec.depth
+    if (layer, q) not in ((L, "dW"), (L, "db"), (L - 1, "dA")):
+        return False
+    dZ = actual.grads[f"dZ{L}"].astype(case.dtype)
+    a_prev = reference.forward[f"A{L - 1}"]
+    with np.errstate(all="ignore"):
+        own = {f"dW{L}": dZ @ a_prev.T, f"db{L}": np.sum(dZ, axis=1, keepdims=True),
+               f"dA{L - 1}": case.parameters[f"W{L}"].T @ dZ}
+    follow = GradientSet("own", reference.loss, reference.forward, own)
+    return _agrees_where_untainted(actual, follow, layer, q, tol, case.spec.dtype)
