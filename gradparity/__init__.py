@@ -30,6 +30,12 @@ _LAZY = {
     "write_results": "gradparity.experiments.report",
     "load_suite_file": "gradparity.experiments.toml_suite",
     "SUITES": "gradparity.experiments.suites",
+    "debug_numpy": "gradparity.debug",
+    "debug_torch": "gradparity.debug",
+    "DebugResult": "gradparity.debug",
+    "run_selftest": "gradparity.selftest",
+    "oracle_gradients": "gradparity.oracle",
+    "CalibratedRule": "gradparity.policy",
 }
 
 __all__ = [
@@ -54,6 +60,12 @@ __all__ = [
     "resolve_tolerances",
     # loaded on first use (pandas, adapters):
     "SUITES",
+    "CalibratedRule",
+    "DebugResult",
+    "debug_numpy",
+    "debug_torch",
+    "oracle_gradients",
+    "run_selftest",
     "TensorVerdict",
     "available_backends",
     "get_backend",
@@ -65,10 +77,14 @@ __all__ = [
 
 if TYPE_CHECKING:
     from gradparity.adapters.registry import available_backends, get_backend
+    from gradparity.debug import DebugResult, debug_numpy, debug_torch
     from gradparity.experiments.report import write_results
     from gradparity.experiments.runner import run_specs
     from gradparity.experiments.suites import SUITES
     from gradparity.experiments.toml_suite import load_suite_file
+    from gradparity.oracle import oracle_gradients
+    from gradparity.policy import CalibratedRule
+    from gradparity.selftest import run_selftest
     from gradparity.verdict import TensorVerdict, judge
 
 

@@ -1,0 +1,26 @@
+"""db = (1/m) np.sum(dZ, axis=1) without keepdims=True: shape (n,), not (n, 1)."""
+
+# ruff: noqa: E501, E741  (learner-style code, as in the seed)
+
+import numpy as np
+
+
+def relu(Z, deriv=False):
+    if deriv:
+        return np.where(Z > 0, 1.0, 0.0)
+    return np.maximum(0, Z)
+
+
+def backpropagation(cache, Y, parameters):
+    L = len(parameters) // 2
+    m = Y.shape[1]
+    grads = {}
+    grads["dZ" + str(L)] = cache["A" + str(L)] - Y
+    grads["dW" + str(L)] = (1 / m) * np.dot(grads["dZ" + str(L)], cache["A" + str(L - 1)].T)
+    grads["db" + str(L)] = (1 / m) * np.sum(grads["dZ" + str(L)], axis=1)
+    for l in range(L - 1, 0, -1):
+        grads["dA" + str(l)] = np.dot(parameters["W" + str(l + 1)].T, grads["dZ" + str(l + 1)])
+        grads["dZ" + str(l)] = np.multiply(grads["dA" + str(l)], relu(cache["Z" + str(l)], deriv=True))
+        grads["dW" + str(l)] = (1 / m) * np.dot(grads["dZ" + str(l)], cache["A" + str(l - 1)].T)
+        grads["db" + str(l)] = (1 / m) * np.sum(grads["dZ" + str(l)], axis=1)
+    return grads
