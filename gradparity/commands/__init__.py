@@ -9,4 +9,7 @@ imports (pandas, torch, jax) go inside the handlers, so ``gradparity --help`` st
 COMMANDS: tuple[str, ...] = (
     "gradparity.commands.run",
     "gradparity.commands.list",
+    "gradparity.commands.baseline",
+    "gradparity.commands.debug",
+    "gradparity.commands.selftest",
 )

@@ -1,0 +1,311 @@
+"""`assert_grads_match`: gradient parity as a test assertion.
+
+    import gradparity as gp
+    gp.assert_grads_match(gp.Spec((4, 16, 3), activation="gelu", head="softmax_ce",
+                                  dtype="float32"), ["torch", "jax"], rtol=1e-5, atol=1e-6)
+
+Every tensor (forward values, loss, dZ/dW/db/dA of every layer) of every backend is judged
+against the NumPy reference exactly as `gradparity run` judges it (`run_specs`: same
+verdicts, same oracle, same table). Differences with a named cause (``kink``,
+``saturation``, ``rounding``) pass; ``fail``, ``error`` and ``skipped`` (framework not
+installed) raise an ``AssertionError`` whose message follows
+``torch.testing.assert_close``'s layout, after a header line naming the backend pair,
+layer, quantity, head, dtype and case::
+
+    torch vs reference: layer 3, quantity dW (dW3), head linear_mse (logits), float32, case ...
+    Tensor-likes are not close!
+
+    Mismatched elements: 4 / 8 (50.0%)
+    Greatest absolute difference: 0.0714 at index (1, 2) (up to 1e-05 allowed)
+    Greatest relative difference: 7 at index (0, 3) (up to 1.3e-06 allowed)
+    Worst element: index (1, 2), actual 0.0817, expected 0.0102
+    Verdict: fail: 4/8 elements outside atol=1e-05, rtol=1.3e-06
+
+The first failing tensor of a backend is shown in full (in backprop order it is the one
+the bug reaches first); the others are named.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from gradparity.case import Case, make_case
+from gradparity.errors import UsageError
+from gradparity.spec import Spec
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from gradparity.adapters.base import Backend
+    from gradparity.baseline import BaselineCase
+    from gradparity.verdict import TensorVerdict
+
+#: Backends an assertion compares with the reference unless told otherwise.
+DEFAULT_BACKENDS: tuple[str, ...] = ("torch", "jax")
+#: Failing (case, backend) pairs shown in full in a message; the rest are listed.
+MAX_SHOWN = 5
+_FAILING_STATUSES = frozenset({"fail", "error", "skipped"})
+
+
+@dataclass
+class Problem:
+    """One (case, backend) that does not match: failing verdicts, or an error/skip."""
+
+    case_id: str
+    spec: Spec
+    backend: str
+    verdicts: list[TensorVerdict] = field(default_factory=list)
+    status: str = "fail"
+    reason: str = ""
+    exception: BaseException | None = None
+
+    def message(self) -> str:
+        s = self.spec
+        where = f"head {s.head} ({s.loss_form}), {s.dtype}, case {self.case_id}"
+        if not self.verdicts:
+            return f"{self.backend} vs reference: {where}: {self.status}: {self.reason}"
+        first, *rest = self.verdicts
+        text = (f"{self.backend} vs {first.against}: layer {first.layer}, quantity "
+                f"{first.quantity} ({first.key}), {where}\n"
+                f"{first.comparison.message('Tensor-likes')}\n"
+                f"Verdict: {first.status}: {first.reason}")
+        if rest:
+            text += "\nAlso failing for this case and backend: " + ", ".join(
+                v.key for v in rest)
+        return text
+
+
+@dataclass
+class ParityResult:
+    """What `check_grads` found: the table (as `run_specs` gives it), the problems, and
+    what a baseline needs (cases, tensor floors)."""
+
+    table: pd.DataFrame
+    problems: list[Problem]
+    cases: list[BaselineCase]
+    floors: dict[str, dict[tuple[int, str], tuple[float, float]]]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def message(self) -> str:
+        if not self.problems:
+            return "Gradients match."
+        shown = self.problems[:MAX_SHOWN]
+        blocks = [p.message() for p in shown]
+        if len(self.problems) > 1:
+            n_cases = len({p.case_id for p in self.problems})
+            blocks.insert(0, f"Gradients do not match: {len(self.problems)} case/backend "
+                          f"pairs in {n_cases} case(s).")
+        more = self.problems[MAX_SHOWN:]
+        if more:
+            blocks.append(f"... and {len(more)} more: " + ", ".join(
+                f"{p.case_id} ({p.backend})" for p in more))
+        return "\n\n".join(blocks)
+
+
+def _as_cases(spec_or_model: Any) -> list[Spec | Case]:
+    items = spec_or_model if isinstance(spec_or_model, (list, tuple)) else [spec_or_model]
+    if not items:
+        raise ValueError("spec_or_model: expected a Spec, a list of Specs or a Case, got an "
+                         "empty list")
+    for x in items:
+        if not isinstance(x, (Spec, Case)):
+            raise TypeError(f"spec_or_model: expected a Spec, a list of Specs or a Case, "
+                            f"got {type(x).__name__}")
+    return list(items)
+
+
+def resolve_backends(backends: str | Backend | Sequence[str | Backend] | None
+                     ) -> list[Backend]:
+    """Backend objects for names (looked up as `run_specs` does) or objects."""
+    from gradparity.adapters.base import Backend
+    from gradparity.adapters.registry import BACKENDS
+    from gradparity.experiments import runner
+
+    if backends is None:
+        backends = DEFAULT_BACKENDS
+    if isinstance(backends, str) or not isinstance(backends, Sequence):
+        backends = [backends]
+    out = []
+    for b in backends:
+        if isinstance(b, str):
+            if b not in BACKENDS:
+                raise UsageError(f"backends={b!r}: expected one of {', '.join(BACKENDS)} "
+                                 "or a backend object")
+            out.append(runner.get_backend(b))
+        elif isinstance(b, Backend):
+            out.append(b)
+        else:
+            raise TypeError(f"backends: expected names or backend objects (name, available, "
+                            f"unavailable_reason, gradients, kink_conventions, version), got "
+                            f"{type(b).__name__}")
+    if not out:
+        raise ValueError("backends: expected at least one backend")
+    names = [b.name for b in out]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"backends: {dupes[0]!r} given twice")
+    return out
+
+
+def _arrays_digest(case: Case) -> str:
+    h = hashlib.sha256()
+    for name in ("X", "Y"):
+        a = getattr(case, name)
+        h.update(f"{name}{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    for k in sorted(case.parameters):
+        a = case.parameters[k]
+        h.update(f"{k}{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:8]
+
+
+def _same_arrays(a: Case, b: Case) -> bool:
+    import numpy as np
+
+    def same(x: Any, y: Any) -> bool:
+        x, y = np.asarray(x), np.asarray(y)
+        return x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
+
+    return (same(a.X, b.X) and same(a.Y, b.Y) and a.parameters.keys() == b.parameters.keys()
+            and all(same(a.parameters[k], b.parameters[k]) for k in a.parameters))
+
+
+def _case_identity(item: Spec | Case) -> tuple[Case, str, bool]:
+    """(case, case_id, rerun): a Case whose arrays are not its spec's own gets the id
+    ``<spec case_id>-arrays<digest>`` and cannot be rebuilt from the spec."""
+    if isinstance(item, Spec):
+        return make_case(item), item.case_id, True
+    try:
+        own = make_case(item.spec)
+    except Exception:  # noqa: BLE001 - the spec cannot rebuild the arrays: custom
+        own = None
+    if own is not None and _same_arrays(item, own):
+        return item, item.spec.case_id, True
+    return item, f"{item.spec.case_id}-arrays{_arrays_digest(item)}", False
+
+
+def check_grads(
+    spec_or_model: Spec | Case | Sequence[Spec | Case],
+    backends: str | Backend | Sequence[str | Backend] | None = DEFAULT_BACKENDS,
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+    policy: str = "allclose",
+    floors: bool = False,
+) -> ParityResult:
+    """Judge every backend on every case; never raises for a mismatch (see
+    `assert_grads_match`). ``floors=True`` also measures the baseline floors."""
+    from gradparity.baseline import BaselineCase, tensor_floors
+    from gradparity.environment import environment
+    from gradparity.experiments.tables import make_table, status_row, verdict_rows
+    from gradparity.oracle import oracle_gradients, oracle_name
+    from gradparity.policy import check_policy
+    from gradparity.reference.mlp import reference_gradients
+    from gradparity.tolerances import resolve_tolerances
+    from gradparity.verdict import judge
+
+    items = _as_cases(spec_or_model)
+    check_policy(policy)
+    adapters = resolve_backends(backends)
+    tol = resolve_tolerances(rtol=rtol, atol=atol)
+    names = tuple(b.name for b in adapters)
+
+    rows: list[dict[str, object]] = []
+    problems: list[Problem] = []
+    cases: list[BaselineCase] = []
+    case_floors: dict[str, dict[tuple[int, str], tuple[float, float]]] = {}
+    seen: set[str] = set()
+    for item in items:
+        spec = item if isinstance(item, Spec) else item.spec
+        t = tol[spec.dtype]
+        start = len(rows)
+        try:
+            case, case_id, rerun = _case_identity(item)
+            ref = reference_gradients(case)
+            oracle = oracle_gradients(case)
+        except Exception as exc:  # noqa: BLE001 - reported per backend, like run_specs
+            case_id = spec.case_id
+            for b in adapters:
+                reason = f"reference: {type(exc).__name__}: {exc}"
+                rows.append(status_row(spec, b.name, "error", reason))
+                problems.append(Problem(case_id, spec, b.name, status="error", reason=reason,
+                                        exception=exc))
+            cases.append(BaselineCase(case_id, spec, names, t.rtol, t.atol, policy=policy))
+            continue
+        if case_id in seen:
+            raise ValueError(f"spec_or_model: case {case_id} given twice")
+        seen.add(case_id)
+        cases.append(BaselineCase(case_id, spec, names, t.rtol, t.atol, rerun, policy))
+        if floors:
+            case_floors[case_id] = tensor_floors(case, ref)
+        for b in adapters:
+            if not b.available():
+                reason = b.unavailable_reason()
+                rows.append(status_row(spec, b.name, "skipped", reason))
+                problems.append(Problem(case_id, spec, b.name, status="skipped",
+                                        reason=reason))
+                continue
+            try:
+                got = b.gradients(case)
+                verdicts = judge(case, got, ref, tolerance=t,
+                                 kink_conventions=b.kink_conventions(spec.dtype),
+                                 oracle=oracle, policy=policy)
+            except Exception as exc:  # noqa: BLE001 - one backend's error is one problem
+                reason = f"{type(exc).__name__}: {exc}"
+                rows.append(status_row(spec, b.name, "error", reason))
+                problems.append(Problem(case_id, spec, b.name, status="error", reason=reason,
+                                        exception=exc))
+                continue
+            rows.extend(verdict_rows(spec, b.name, verdicts, oracle=oracle_name(spec.dtype),
+                                     policy=policy))
+            bad = [v for v in verdicts if v.status in _FAILING_STATUSES]
+            if bad:
+                problems.append(Problem(case_id, spec, b.name, verdicts=bad))
+        if case_id != spec.case_id:
+            for r in rows[start:]:
+                r["case_id"] = case_id
+    table = make_table(rows, environment())
+    return ParityResult(table=table, problems=problems, cases=cases, floors=case_floors)
+
+
+def assert_grads_match(
+    spec_or_model: Spec | Case | Sequence[Spec | Case],
+    backends: str | Backend | Sequence[str | Backend] | None = DEFAULT_BACKENDS,
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+    policy: str = "allclose",
+) -> pd.DataFrame:
+    """Assert that every backend's loss, forward values and gradients match the reference.
+
+    Args:
+        spec_or_model: a `Spec`, a list of Specs, or a `Case` (your own parameters and
+            data: build one with `make_case` and replace its arrays).
+        backends: names (``"torch"``, ``"jax"``, ``"reference"``) or backend objects (the
+            `Backend` protocol: ``name``, ``available()``, ``unavailable_reason()``,
+            ``gradients(case)``, ``kink_conventions(dtype)``, ``version()``).
+        rtol, atol: tolerances for every dtype; ``None`` keeps the per-dtype defaults
+            (torch.testing's).
+        policy: ``"allclose"`` (default) or ``"calibrated"`` (error against the
+            higher-precision oracle; see `gradparity.policy`), as ``gradparity run
+            --policy``.
+
+    Returns:
+        The result table (one row per case x layer x quantity x backend).
+
+    Raises:
+        AssertionError: a tensor fails, a backend raises, or a backend is not installed;
+            the message is laid out like ``torch.testing.assert_close``'s.
+    """
+    result = check_grads(spec_or_model, backends, rtol=rtol, atol=atol, policy=policy)
+    if result.problems:
+        first = result.problems[0]
+        raise AssertionError(result.message()) from first.exception
+    return result.table

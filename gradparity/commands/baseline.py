@@ -1,0 +1,208 @@
+"""``gradparity baseline save`` and ``gradparity check``: gate CI on gradient agreement.
+
+``baseline save`` runs suites and writes a baseline file (`gradparity.baseline`): every
+spec, the backends and tolerances, and per tensor the status and error metrics.
+``check`` runs the baseline's cases again and exits 1 on a regression: a new ``fail`` or
+``error``, a missing or new row, or a compared metric above ``factor`` times its baseline
+value (or its floor). Both exit 2 with a one-line message on a usage or file problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from gradparity.commands.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, csv_list
+from gradparity.errors import UsageError
+
+#: Shown in --help; the value lives in gradparity.baseline.DEFAULT_FACTOR (a test checks).
+_FACTOR_HELP = "4"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    base = sub.add_parser(
+        "baseline", help="save a baseline of per-tensor metrics to check later runs against",
+        description="Baselines of gradient agreement. 'gradparity baseline save' runs suites "
+        "and writes the file that 'gradparity check --baseline FILE' compares with.")
+    actions = base.add_subparsers(dest="baseline_command", parser_class=type(base),
+                                  metavar="{save}")
+    save = actions.add_parser(
+        "save", help="run suites and write a baseline file",
+        description="Run suites (built-in names or TOML files) and write a baseline: every "
+        "spec (with explicit data), the backends, the tolerances, the environment and, per "
+        "tensor, the status, max_abs_err and norm_err_eps with their floors. JSON text, "
+        "one case or row per line, written atomically.")
+    save.add_argument("suites", nargs="*", default=["default"], metavar="SUITE_OR_FILE",
+                      help="built-in suite name or .toml file (default: default)")
+    save.add_argument("--out", required=True, metavar="FILE", help="the baseline file")
+    save.add_argument("--force", action="store_true", help="replace an existing FILE")
+    save.add_argument("--results", metavar="DIR",
+                      help="also write the run's result folder, as 'gradparity run --out DIR' "
+                      "would (same run, same files)")
+    save.add_argument("--backends", type=csv_list, action="extend", metavar="NAMES",
+                      help="comma-separated backends (default: the suite file's, or "
+                      "torch,jax)")
+    save.add_argument("--dtypes", type=csv_list, action="extend", metavar="DTYPES",
+                      help="keep only cases of these dtypes (float32,float64)")
+    save.add_argument("--rtol", type=float, help="override rtol for every dtype")
+    save.add_argument("--atol", type=float, help="override atol for every dtype")
+    save.add_argument("--policy", default="allclose", metavar="POLICY",
+                      help="verdict policy: allclose (default) or calibrated (see "
+                      "'gradparity run --help'); 'check' uses the baseline's")
+    save.add_argument("-q", "--quiet", action="store_true", help="no per-case progress")
+    save.set_defaults(handler=cmd_save)
+
+    def bare(args: argparse.Namespace) -> int:
+        print("gradparity baseline: error: expected a sub-command: save (see gradparity "
+              "baseline --help)", file=sys.stderr)
+        return EXIT_USAGE
+
+    base.set_defaults(handler=bare)
+
+    check = sub.add_parser(
+        "check", help="run a baseline's cases again; exit 1 if agreement got worse",
+        description="Run the cases of a baseline file again (its specs, backends and "
+        "tolerances) and compare: exit 1 on a new fail/error, a missing or new row, or a "
+        "max_abs_err or norm_err_eps above FACTOR x max(baseline value, floor); the floor "
+        "is one ULP or the tensor's reordering noise, whichever is larger. Warns on stderr "
+        "when the environment (python, numpy, torch, jax, BLAS, CPU) differs.")
+    check.add_argument("--baseline", required=True, metavar="FILE", help="the baseline file")
+    check.add_argument("--factor", type=float, metavar="F",
+                       help=f"allowed growth of an error metric (default: {_FACTOR_HELP})")
+    check.add_argument("--out", metavar="DIR",
+                       help="also write this run's result folder (table.csv, summary.md...)")
+    check.add_argument("-q", "--quiet", action="store_true", help="no per-case progress")
+    check.set_defaults(handler=cmd_check)
+
+
+def _select(args: argparse.Namespace):
+    """Specs, backends and tolerances of ``baseline save``, validated as ``run`` does."""
+    from gradparity.adapters.registry import BACKENDS
+    from gradparity.commands.run import resolve_suites
+    from gradparity.policy import POLICIES
+    from gradparity.spec import DTYPES
+    from gradparity.tolerances import resolve_tolerances
+
+    specs, labels, file_backends, file_tols = resolve_suites(args.suites)
+    backends = args.backends or file_backends or ["torch", "jax"]
+    for b in backends:
+        if b not in BACKENDS:
+            raise UsageError(f"--backends={b!r}: expected one of {', '.join(BACKENDS)}")
+    if args.dtypes:
+        for d in args.dtypes:
+            if d not in DTYPES:
+                raise UsageError(f"--dtypes={d!r}: expected one of {', '.join(DTYPES)}")
+        specs = [s for s in specs if s.dtype in args.dtypes]
+        if not specs:
+            raise UsageError(f"--dtypes={','.join(args.dtypes)}: no case of the suite has it")
+    for flag in ("rtol", "atol"):
+        v = getattr(args, flag)
+        if v is not None and not (v >= 0 and v != float("inf")):
+            raise UsageError(f"--{flag}={v!r}: expected a finite number >= 0")
+    tolerances = resolve_tolerances(file_tols, rtol=args.rtol, atol=args.atol)
+    if args.policy not in POLICIES:
+        raise UsageError(f"--policy={args.policy!r}: expected one of {', '.join(POLICIES)}")
+    return specs, labels, list(dict.fromkeys(backends)), tolerances
+
+
+def _source(args: argparse.Namespace) -> str:
+    """The command that made the baseline, without the output path (deterministic)."""
+    parts = ["gradparity", "baseline", "save", *args.suites]
+    for flag in ("backends", "dtypes"):
+        if getattr(args, flag):
+            parts += [f"--{flag}", ",".join(getattr(args, flag))]
+    for flag in ("rtol", "atol"):
+        if getattr(args, flag) is not None:
+            parts += [f"--{flag}", repr(getattr(args, flag))]
+    if args.policy != "allclose":
+        parts += ["--policy", args.policy]
+    return " ".join(parts)
+
+
+def _progress(quiet: bool):
+    from gradparity.commands.run import _progress as run_progress
+
+    return run_progress(quiet)
+
+
+def cmd_save(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.is_dir():
+        raise UsageError(f"--out={args.out!r}: is a directory, expected a file name")
+    if out.exists() and not args.force:
+        raise UsageError(f"--out={args.out!r}: the file exists; use --force to replace it")
+    if args.results is not None and (not args.results or Path(args.results).is_file()):
+        raise UsageError(f"--results={args.results!r}: expected a folder name")
+    specs, labels, backends, tolerances = _select(args)
+
+    from gradparity.baseline import make_baseline, save_baseline
+    from gradparity.verdict import FAILING, STATUSES
+
+    baseline, table = make_baseline(specs, backends=backends, tolerances=tolerances,
+                                    policy=args.policy, source=_source(args),
+                                    progress=_progress(args.quiet))
+    save_baseline(baseline, out, force=args.force)
+    if args.results:
+        from gradparity.experiments.report import write_results
+
+        write_results(table, args.results, name="+".join(labels))
+    counts = table["status"].value_counts()
+    shown = ", ".join(f"{counts[s]} {s}" for s in STATUSES if s in counts)
+    print(f"baseline: {len(baseline.cases)} cases, {len(baseline.rows)} rows ({shown}) "
+          f"-> {out}")
+    if args.results:
+        print(f"results: {args.results}/")
+    failing = int(table["status"].isin(FAILING).sum())
+    if failing:
+        print(f"gradparity baseline: note: the baseline records {failing} failing rows; "
+              "'check' flags only new ones", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from gradparity.baseline import (
+        COMPARED_METRICS,
+        DEFAULT_FACTOR,
+        compare_with_baseline,
+        environment_differences,
+        format_regressions,
+        load_baseline,
+        regression_counts,
+        rerun_baseline,
+        rerunnable,
+    )
+    from gradparity.environment import environment
+
+    factor = DEFAULT_FACTOR if args.factor is None else args.factor
+    if not (math.isfinite(factor) and factor >= 1.0):
+        raise UsageError(f"--factor={args.factor!r}: expected a finite number >= 1")
+    if args.out is not None and (not args.out or Path(args.out).is_file()):
+        raise UsageError(f"--out={args.out!r}: expected a folder name")
+    baseline = load_baseline(args.baseline)
+    for line in environment_differences(baseline.environment, environment()):
+        print(f"gradparity check: warning: environment differs from the baseline: {line}",
+              file=sys.stderr)
+    runnable, notes = rerunnable(baseline)
+    for note in notes:
+        print(f"gradparity check: note: {note}", file=sys.stderr)
+    if not runnable.cases:
+        raise UsageError(f"--baseline={args.baseline!r}: no case can be run again")
+
+    table = rerun_baseline(runnable, progress=_progress(args.quiet))
+    if args.out:
+        from gradparity.experiments.report import write_results
+
+        write_results(table, args.out, name=Path(args.out).name)
+    reg = compare_with_baseline(runnable, table, factor=factor)
+    what = (f"{len(runnable.cases)} cases, {len(runnable.rows)} baseline rows, factor "
+            f"{factor:g} on {', '.join(COMPARED_METRICS)}")
+    if reg.empty:
+        print(f"check: no regression against {args.baseline} ({what})")
+        return EXIT_OK
+    print(f"regressions against {args.baseline} (before: the baseline, after: this run; "
+          "limit: factor x max(before, floor)):")
+    print(format_regressions(reg), end="")
+    print(f"check: {regression_counts(reg)} ({what})")
+    return EXIT_FAIL
