@@ -36,6 +36,16 @@ _LAZY = {
     "run_selftest": "gradparity.selftest",
     "oracle_gradients": "gradparity.oracle",
     "CalibratedRule": "gradparity.policy",
+    "assert_grads_match": "gradparity.assertions",
+    "check_grads": "gradparity.assertions",
+    "ParityResult": "gradparity.assertions",
+    "Baseline": "gradparity.baseline",
+    "BaselineError": "gradparity.baseline",
+    "load_baseline": "gradparity.baseline",
+    "save_baseline": "gradparity.baseline",
+    "make_baseline": "gradparity.baseline",
+    "rerun_baseline": "gradparity.baseline",
+    "compare_with_baseline": "gradparity.baseline",
 }
 
 __all__ = [
@@ -60,23 +70,43 @@ __all__ = [
     "resolve_tolerances",
     # loaded on first use (pandas, adapters):
     "SUITES",
+    "Baseline",
+    "BaselineError",
     "CalibratedRule",
     "DebugResult",
+    "ParityResult",
+    "assert_grads_match",
+    "check_grads",
+    "compare_with_baseline",
     "debug_numpy",
     "debug_torch",
     "oracle_gradients",
     "run_selftest",
+    "save_baseline",
     "TensorVerdict",
     "available_backends",
     "get_backend",
     "judge",
+    "load_baseline",
     "load_suite_file",
+    "make_baseline",
+    "rerun_baseline",
     "run_specs",
     "write_results",
 ]
 
 if TYPE_CHECKING:
     from gradparity.adapters.registry import available_backends, get_backend
+    from gradparity.assertions import ParityResult, assert_grads_match, check_grads
+    from gradparity.baseline import (
+        Baseline,
+        BaselineError,
+        compare_with_baseline,
+        load_baseline,
+        make_baseline,
+        rerun_baseline,
+        save_baseline,
+    )
     from gradparity.debug import DebugResult, debug_numpy, debug_torch
     from gradparity.experiments.report import write_results
     from gradparity.experiments.runner import run_specs

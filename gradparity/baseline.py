@@ -589,22 +589,7 @@ def save_baseline(baseline: Baseline, path: str | Path, *, force: bool = False) 
         raise _err(repr(str(p)), "is a directory, expected a file name")
     if p.exists() and not force:
         raise _err(repr(str(p)), "exists; use --force to replace it")
-    mode = p.stat().st_mode & 0o777 if p.exists() else _default_mode()
-    write_text = text_writer(dumps(baseline))
-
-    def write(tmp: Path) -> None:
-        write_text(tmp)
-        tmp.chmod(mode)  # the temporary file is private (0600); give the usual mode
-
-    return write_file_atomically(p, write)
-
-
-def _default_mode() -> int:
-    import os
-
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
+    return write_file_atomically(p, text_writer(dumps(baseline)))
 
 
 # -- running and comparing -----------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Atomic writing of result folders: all files appear together, or none do.
 
 Files are written into a temporary sibling folder, flushed, and the folder is renamed into
-place; an existing result folder is replaced only after the new one is complete.
+place; an existing result folder is replaced only after the new one is complete. The
+temporary names are private while being written (``tempfile`` makes them 0600/0700); what
+lands gets the usual modes under the process's umask (a replaced file keeps its mode).
 """
 
 from __future__ import annotations
@@ -23,6 +25,20 @@ def _fsync(path: Path) -> None:
         os.fsync(f.fileno())
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _file_mode() -> int:
+    return 0o666 & ~_umask()
+
+
+def _dir_mode() -> int:
+    return 0o777 & ~_umask()
+
+
 def write_folder_atomically(out_dir: str | Path, files: Mapping[str, Writer]) -> Path:
     """Create ``out_dir`` with ``files`` (name -> function writing that path) atomically."""
     out = Path(out_dir)
@@ -32,7 +48,9 @@ def write_folder_atomically(out_dir: str | Path, files: Mapping[str, Writer]) ->
         for name, write in files.items():
             path = tmp / name
             write(path)
+            path.chmod(_file_mode())
             _fsync(path)
+        tmp.chmod(_dir_mode())
         old = None
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
@@ -53,8 +71,10 @@ def write_file_atomically(path: str | Path, write: Writer) -> Path:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.tmp-", dir=p.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    mode = p.stat().st_mode & 0o777 if p.exists() else _file_mode()
     try:
         write(tmp)
+        tmp.chmod(mode)
         _fsync(tmp)
         os.replace(tmp, p)
     except BaseException:

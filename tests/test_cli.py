@@ -130,3 +130,17 @@ def test_parity_failure_exits_1_and_still_writes_the_table(tmp_path, capsys, mon
     assert "failures:" in out and "torch" in out
     df = pd.read_csv(tmp_path / "results" / "one" / "table.csv")
     assert (df["status"] == "fail").any()
+
+
+def test_result_files_get_the_usual_modes(tmp_path):
+    from gradparity.io import text_writer, write_file_atomically, write_folder_atomically
+
+    old = os.umask(0o022)
+    try:
+        out = write_folder_atomically(tmp_path / "r", {"a.txt": text_writer("x")})
+        f = write_file_atomically(tmp_path / "b.json", text_writer("{}"))
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o755
+    assert (out / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert f.stat().st_mode & 0o777 == 0o644
