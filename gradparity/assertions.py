@@ -27,12 +27,12 @@ the bug reaches first); the others are named.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from gradparity.case import Case, make_case
+from gradparity.adapters.registry import DEFAULT_BACKENDS
+from gradparity.case import Case
 from gradparity.errors import UsageError
 from gradparity.spec import Spec
 
@@ -41,10 +41,9 @@ if TYPE_CHECKING:
 
     from gradparity.adapters.base import Backend
     from gradparity.baseline import BaselineCase
+    from gradparity.experiments.runner import CaseResult
     from gradparity.verdict import TensorVerdict
 
-#: Backends an assertion compares with the reference unless told otherwise.
-DEFAULT_BACKENDS: tuple[str, ...] = ("torch", "jax")
 #: Failing (case, backend) pairs shown in full in a message; the rest are listed.
 MAX_SHOWN = 5
 _FAILING_STATUSES = frozenset({"fail", "error", "skipped"})
@@ -153,42 +152,18 @@ def resolve_backends(backends: str | Backend | Sequence[str | Backend] | None
     return out
 
 
-def _arrays_digest(case: Case) -> str:
-    h = hashlib.sha256()
-    for name in ("X", "Y"):
-        a = getattr(case, name)
-        h.update(f"{name}{a.dtype}{a.shape}".encode())
-        h.update(a.tobytes())
-    for k in sorted(case.parameters):
-        a = case.parameters[k]
-        h.update(f"{k}{a.dtype}{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()[:8]
-
-
-def _same_arrays(a: Case, b: Case) -> bool:
-    import numpy as np
-
-    def same(x: Any, y: Any) -> bool:
-        x, y = np.asarray(x), np.asarray(y)
-        return x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
-
-    return (same(a.X, b.X) and same(a.Y, b.Y) and a.parameters.keys() == b.parameters.keys()
-            and all(same(a.parameters[k], b.parameters[k]) for k in a.parameters))
-
-
-def _case_identity(item: Spec | Case) -> tuple[Case, str, bool]:
-    """(case, case_id, rerun): a Case whose arrays are not its spec's own gets the id
-    ``<spec case_id>-arrays<digest>`` and cannot be rebuilt from the spec."""
-    if isinstance(item, Spec):
-        return make_case(item), item.case_id, True
-    try:
-        own = make_case(item.spec)
-    except Exception:  # noqa: BLE001 - the spec cannot rebuild the arrays: custom
-        own = None
-    if own is not None and _same_arrays(item, own):
-        return item, item.spec.case_id, True
-    return item, f"{item.spec.case_id}-arrays{_arrays_digest(item)}", False
+def _problems(result: CaseResult) -> list[Problem]:
+    """The (case, backend) pairs of one case that do not match."""
+    out = []
+    for r in result.backends:
+        if r.verdicts is None:  # error or skipped: not judged
+            out.append(Problem(result.case_id, result.spec, r.backend, status=r.status,
+                               reason=r.reason, exception=r.exception))
+            continue
+        bad = [v for v in r.verdicts if v.status in _FAILING_STATUSES]
+        if bad:
+            out.append(Problem(result.case_id, result.spec, r.backend, verdicts=bad))
+    return out
 
 
 def check_grads(
@@ -204,12 +179,10 @@ def check_grads(
     `assert_grads_match`). ``floors=True`` also measures the baseline floors."""
     from gradparity.baseline import BaselineCase, tensor_floors
     from gradparity.environment import environment
-    from gradparity.experiments.tables import make_table, status_row, verdict_rows
-    from gradparity.oracle import oracle_gradients, oracle_name
+    from gradparity.experiments.runner import evaluate_case
+    from gradparity.experiments.tables import make_table
     from gradparity.policy import check_policy
-    from gradparity.reference.mlp import reference_gradients
     from gradparity.tolerances import resolve_tolerances
-    from gradparity.verdict import judge
 
     items = _as_cases(spec_or_model)
     check_policy(policy)
@@ -223,54 +196,17 @@ def check_grads(
     case_floors: dict[str, dict[tuple[int, str], tuple[float, float]]] = {}
     seen: set[str] = set()
     for item in items:
-        spec = item if isinstance(item, Spec) else item.spec
-        t = tol[spec.dtype]
-        start = len(rows)
-        try:
-            case, case_id, rerun = _case_identity(item)
-            ref = reference_gradients(case)
-            oracle = oracle_gradients(case)
-        except Exception as exc:  # noqa: BLE001 - reported per backend, like run_specs
-            case_id = spec.case_id
-            for b in adapters:
-                reason = f"reference: {type(exc).__name__}: {exc}"
-                rows.append(status_row(spec, b.name, "error", reason))
-                problems.append(Problem(case_id, spec, b.name, status="error", reason=reason,
-                                        exception=exc))
-            cases.append(BaselineCase(case_id, spec, names, t.rtol, t.atol, policy=policy))
-            continue
-        if case_id in seen:
-            raise ValueError(f"spec_or_model: case {case_id} given twice")
-        seen.add(case_id)
-        cases.append(BaselineCase(case_id, spec, names, t.rtol, t.atol, rerun, policy))
-        if floors:
-            case_floors[case_id] = tensor_floors(case, ref)
-        for b in adapters:
-            if not b.available():
-                reason = b.unavailable_reason()
-                rows.append(status_row(spec, b.name, "skipped", reason))
-                problems.append(Problem(case_id, spec, b.name, status="skipped",
-                                        reason=reason))
-                continue
-            try:
-                got = b.gradients(case)
-                verdicts = judge(case, got, ref, tolerance=t,
-                                 kink_conventions=b.kink_conventions(spec.dtype),
-                                 oracle=oracle, policy=policy)
-            except Exception as exc:  # noqa: BLE001 - one backend's error is one problem
-                reason = f"{type(exc).__name__}: {exc}"
-                rows.append(status_row(spec, b.name, "error", reason))
-                problems.append(Problem(case_id, spec, b.name, status="error", reason=reason,
-                                        exception=exc))
-                continue
-            rows.extend(verdict_rows(spec, b.name, verdicts, oracle=oracle_name(spec.dtype),
-                                     policy=policy))
-            bad = [v for v in verdicts if v.status in _FAILING_STATUSES]
-            if bad:
-                problems.append(Problem(case_id, spec, b.name, verdicts=bad))
-        if case_id != spec.case_id:
-            for r in rows[start:]:
-                r["case_id"] = case_id
+        result = evaluate_case(item, adapters, tolerances=tol, policy=policy)
+        spec, case_id, t = result.spec, result.case_id, tol[result.spec.dtype]
+        if result.reference is not None:
+            if case_id in seen:
+                raise ValueError(f"spec_or_model: case {case_id} given twice")
+            seen.add(case_id)
+            if floors:
+                case_floors[case_id] = tensor_floors(result.case, result.reference)
+        cases.append(BaselineCase(case_id, spec, names, t.rtol, t.atol, result.rerun, policy))
+        rows += result.rows
+        problems += _problems(result)
     table = make_table(rows, environment())
     return ParityResult(table=table, problems=problems, cases=cases, floors=case_floors)
 

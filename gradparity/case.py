@@ -18,7 +18,9 @@ Regimes:
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -155,3 +157,39 @@ def make_case(spec: Spec) -> Case:
     cast = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in params.items()}
     return Case(spec=spec, X=np.ascontiguousarray(X, dtype=dtype),
                 Y=np.ascontiguousarray(Y, dtype=dtype), parameters=cast, labels=labels)
+
+
+def _arrays_digest(case: Case) -> str:
+    h = hashlib.sha256()
+    for name in ("X", "Y"):
+        a = getattr(case, name)
+        h.update(f"{name}{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    for k in sorted(case.parameters):
+        a = case.parameters[k]
+        h.update(f"{k}{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:8]
+
+
+def _same_arrays(a: Case, b: Case) -> bool:
+    def same(x: Any, y: Any) -> bool:
+        x, y = np.asarray(x), np.asarray(y)
+        return x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
+
+    return (same(a.X, b.X) and same(a.Y, b.Y) and a.parameters.keys() == b.parameters.keys()
+            and all(same(a.parameters[k], b.parameters[k]) for k in a.parameters))
+
+
+def case_identity(item: Spec | Case) -> tuple[Case, str, bool]:
+    """(case, case_id, rerun): a Case whose arrays are not its spec's own gets the id
+    ``<spec case_id>-arrays<digest>`` and cannot be rebuilt from the spec."""
+    if isinstance(item, Spec):
+        return make_case(item), item.case_id, True
+    try:
+        own = make_case(item.spec)
+    except Exception:  # noqa: BLE001 - the spec cannot rebuild the arrays: custom
+        own = None
+    if own is not None and _same_arrays(item, own):
+        return item, item.spec.case_id, True
+    return item, f"{item.spec.case_id}-arrays{_arrays_digest(item)}", False

@@ -9,14 +9,8 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from importlib import metadata
 
-
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
+from gradparity.adapters.base import dist_version
 
 
 def _cpu() -> str:
@@ -50,11 +44,11 @@ def environment() -> dict[str, str]:
     env = {
         "gradparity": gradparity.__version__,
         "python": platform.python_version(),
-        "numpy": _version("numpy") or "missing",
-        "pandas": _version("pandas") or "missing",
-        "torch": _version("torch") or "missing",
-        "jax": _version("jax") or "missing",
-        "jaxlib": _version("jaxlib") or "missing",
+        "numpy": dist_version("numpy") or "missing",
+        "pandas": dist_version("pandas") or "missing",
+        "torch": dist_version("torch") or "missing",
+        "jax": dist_version("jax") or "missing",
+        "jaxlib": dist_version("jaxlib") or "missing",
         "blas": _blas(),
         "platform": f"{platform.system()} {platform.machine()}",
         "cpu": _cpu(),

@@ -23,3 +23,12 @@ class SpecError(UsageError):
         if len(shown) > 80:
             shown = shown[:77] + "..."
         super().__init__(f"{prefix}{field}={shown}: expected {expected}")
+
+
+def check_finite_nonnegative(name: str, value: object) -> None:
+    """Raise `SpecError` unless ``value`` is a finite number >= 0 (an int or float, not a
+    bool): the rule of every tolerance and rule parameter."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+        0.0 <= float(value) < float("inf")
+    ):
+        raise SpecError(name, value, "a finite number >= 0")

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gradparity.errors import SpecError
+from gradparity.errors import SpecError, check_finite_nonnegative
 
 POLICIES: tuple[str, ...] = ("allclose", "calibrated")
 
@@ -38,11 +38,7 @@ class CalibratedRule:
 
     def __post_init__(self) -> None:
         for name in ("multiplier", "floor_eps"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (
-                0.0 <= float(v) < float("inf")
-            ):
-                raise SpecError(name, v, "a finite number >= 0")
+            check_finite_nonnegative(name, getattr(self, name))
 
     def passes(self, backend_err: float, reference_err: float) -> bool:
         return backend_err <= self.multiplier * reference_err + self.floor_eps

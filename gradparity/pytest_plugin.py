@@ -232,14 +232,14 @@ def marker_specs(args: list[Any], fields: dict[str, Any]) -> list[Any]:
         raise UsageError(f"{where}: give Specs or spec fields ({', '.join(sorted(fields))}), "
                          "not both")
     if fields:
-        from gradparity.experiments.toml_suite import _expand_sweep
+        from gradparity.experiments.toml_suite import expand_sweep
 
         table = {k: _lists(v) for k, v in fields.items()
                  if not (k == "loss_form" and v is None)}
         sizes = table.get("sizes")
         if isinstance(sizes, list) and sizes and not isinstance(sizes[0], list):
             table["sizes"] = [sizes]
-        specs = _expand_sweep(where, table)
+        specs = expand_sweep(where, table)
     if not specs:
         raise UsageError(f"{where}: needs Specs or spec fields (sizes=..., activation=...)")
     return specs

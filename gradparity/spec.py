@@ -92,6 +92,12 @@ def head_forms() -> list[tuple[str, str]]:
     return [(h.name, form) for h in HEADS.values() for form in h.forms]
 
 
+def _choice(name: str, value: Any, options: tuple[str, ...]) -> None:
+    """``value`` must be one of the option strings (a list or a number is a clear error)."""
+    if not isinstance(value, str) or value not in options:
+        raise SpecError(name, value, f"one of {', '.join(options)}")
+
+
 def _matrix(name: str, value: Any) -> tuple[tuple[float, ...], ...]:
     """Normalise a nested sequence to a tuple of equal-length float tuples."""
     try:
@@ -149,30 +155,25 @@ class Spec:
                 raise SpecError(f"sizes[{i}]", n, f"an integer from 1 to {_MAX_UNITS}")
         set_(self, "sizes", sizes)
 
-        if self.activation not in ACTIVATIONS:
-            raise SpecError("activation", self.activation, f"one of {', '.join(ACTIVATIONS)}")
-        if self.head not in HEADS:
-            raise SpecError("head", self.head, f"one of {', '.join(HEADS)}")
+        _choice("activation", self.activation, ACTIVATIONS)
+        _choice("head", self.head, tuple(HEADS))
         info = HEADS[self.head]
         form = info.forms[0] if self.loss_form is None else self.loss_form
-        if form not in info.forms:
+        if not isinstance(form, str) or form not in info.forms:
             raise SpecError("loss_form", form, f"{' or '.join(info.forms)} for head {self.head}")
         set_(self, "loss_form", form)
         if sizes[-1] < info.min_outputs:
             raise SpecError("sizes[-1]", sizes[-1],
                             f"at least {info.min_outputs} outputs for head {self.head}")
-        if self.dtype not in DTYPES:
-            raise SpecError("dtype", self.dtype, f"one of {', '.join(DTYPES)}")
+        _choice("dtype", self.dtype, DTYPES)
         if isinstance(self.batch, bool) or not isinstance(self.batch, int) or not (
             1 <= self.batch <= _MAX_BATCH
         ):
             raise SpecError("batch", self.batch, f"an integer from 1 to {_MAX_BATCH}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise SpecError("seed", self.seed, "a non-negative integer")
-        if self.init not in INITS:
-            raise SpecError("init", self.init, f"one of {', '.join(INITS)}")
-        if self.regime not in REGIMES:
-            raise SpecError("regime", self.regime, f"one of {', '.join(REGIMES)}")
+        _choice("init", self.init, INITS)
+        _choice("regime", self.regime, REGIMES)
         if self.inputs is not None:
             set_(self, "inputs", self._check_inputs(self.inputs))
         if self.targets is not None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradparity.errors import SpecError
+from gradparity.errors import SpecError, check_finite_nonnegative
 
 
 @dataclass(frozen=True)
@@ -25,11 +25,7 @@ class Tolerance:
 
     def __post_init__(self) -> None:
         for name in ("rtol", "atol"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (
-                0.0 <= float(v) < float("inf")
-            ):
-                raise SpecError(name, v, "a finite number >= 0")
+            check_finite_nonnegative(name, getattr(self, name))
 
 
 #: Defaults: torch.testing.assert_close's table.

@@ -176,6 +176,14 @@ def judge(
                   for e in errs]
     verdict_ok = [c.passed if (policy == "allclose" or k is None) else k
                   for c, k in zip(base, calibrated, strict=True)]
+    refs = [reference]
+    if oracle is not None and spec.dtype == "float64" and _uses_output_form(spec):
+        with derivatives_from_outputs():  # a float64 backend may round like this, too
+            refs.append(reference_gradients(case, kinks=kink_conventions))
+    precision = [_dtype_problem(actual, layer, q, case)
+                 or (_precision_problem(actual, refs, oracle, layer, q, case) if ok else "")
+                 for (layer, q), ok in zip(order, verdict_ok, strict=True)]
+    verdict_ok = [ok and not p for ok, p in zip(verdict_ok, precision, strict=True)]
 
     def row(i: int, status: str, reason: str = "", code: str = "") -> TensorVerdict:
         (layer, q), e = order[i], errs[i]
@@ -230,6 +238,9 @@ def judge(
     for i, ((layer, q), c) in enumerate(zip(order, base, strict=True)):
         if verdict_ok[i]:
             out.append(row(i, "pass"))
+            continue
+        if precision[i]:
+            out.append(row(i, "fail", precision[i], "mismatch"))
             continue
         policy_oracle = oracle if policy == "calibrated" else None
         if _explained_by(actual, kink_ref, policy_oracle, layer, q, tolerance, case, rule):
@@ -299,6 +310,56 @@ def _explained_by(actual: GradientSet, alt: GradientSet | None, oracle: Gradient
     e_a = oracle_error(alt.get(layer, q), o, case.dtype)
     return rule.passes(e_b.norm_eps, e_a.norm_eps) and rule.passes(e_b.worst_eps,
                                                                     e_a.worst_eps)
+
+
+#: The reference's median element error (in eps of float64) stays far below this; a
+#: float64 tensor computed in float32 has median relative errors near float32's eps
+#: (~1e8 float64 eps). The largest float64 normwise error on the default suite is 482.
+PRECISION_LOSS_EPS = 2.0**20
+
+
+def _median_rel_eps(x: np.ndarray | None, o: np.ndarray, eps: float) -> float:
+    if x is None or np.shape(x) != np.shape(o):
+        return 0.0
+    o64 = np.asarray(o, dtype=np.longdouble)
+    keep = np.abs(o64) > np.finfo(np.float64).tiny
+    if not keep.any():
+        return 0.0
+    with np.errstate(invalid="ignore", over="ignore"):
+        rel = np.abs(np.asarray(x, dtype=np.longdouble)[keep] - o64[keep]) / np.abs(o64[keep])
+    return float(np.median(rel) / eps)
+
+
+def _dtype_problem(actual: GradientSet, layer: int, q: str, case: Case) -> str:
+    a = actual.get(layer, q)
+    if a is not None and np.asarray(a).dtype != case.dtype:
+        return (f"returned {np.asarray(a).dtype} for a {case.spec.dtype} case: computed or "
+                "stored in another precision")
+    return ""
+
+
+def _precision_problem(actual: GradientSet, references: list[GradientSet],
+                       oracle: GradientSet | None, layer: int, q: str, case: Case) -> str:
+    """Why a tensor that passed cannot have been computed in float64, or ``""``: for
+    float64 cases, a median element error within a factor 64
+    of float32's eps while the reference's is tiny. atol/rtol cannot see this: float32
+    rounding is within their 1e-7. The median ignores isolated kink elements; the band
+    ignores O(1) differences (a derivative rounded to 0 at saturation)."""
+    a = actual.get(layer, q)
+    o = None if oracle is None else oracle.get(layer, q)
+    if o is None or case.spec.dtype != "float64":
+        return ""
+    eps = float(np.finfo(np.float64).eps)
+    got = _median_rel_eps(a, o, eps)
+    # explained when any legitimate way of computing it is as far from the oracle
+    ref = max(_median_rel_eps(r.get(layer, q), o, eps) for r in references)
+    eps32 = float(np.finfo(np.float32).eps)
+    at_float32 = eps32 / 64 <= got * eps <= eps32 * 64  # not a kink's or a clamp's O(1)
+    if at_float32 and ref < PRECISION_LOSS_EPS / 1024:
+        return (f"typical element {got:.3g} eps (float64) from the {oracle_label(case)} "
+                f"oracle where the reference's is {ref:.3g}: values at float32 precision, "
+                "as if computed in float32 and cast up")
+    return ""
 
 
 def oracle_label(case: Case) -> str:

@@ -148,3 +148,26 @@ def test_degraded_backend_fails_at_the_named_layer_and_quantity(fakes):
         (3, "dW"), (2, "dW"), (1, "dW")]
     assert np.isclose(fails["max_rel_err"].iloc[0], spec.batch - 1)
     assert "x m: per-example" in fails["reason"].iloc[0]
+
+
+def test_run_specs_takes_cases_and_backend_objects(fakes):
+    """`run_specs` and `check_grads` share `evaluate_case`: a Case with arrays of its own
+    gets the ``-arrays<digest>`` id, and backend objects stand beside names."""
+    import dataclasses
+
+    from gradparity.assertions import check_grads
+    from gradparity.case import make_case
+
+    spec = Spec((3, 4, 2), seed=5)
+    case = make_case(spec)
+    custom = dataclasses.replace(case, parameters={k: 2 * v for k, v in case.parameters.items()})
+    backends = [get_backend("reference"), fakes["broken"]]
+    df = runner.run_specs([spec, custom], backends=backends)
+    ids = list(dict.fromkeys(df["case_id"]))
+    assert ids[0] == spec.case_id and ids[1].startswith(spec.case_id + "-arrays")
+    assert set(df[df["backend"] == "reference"]["status"]) == {"pass"}
+    assert list(df[df["backend"] == "broken"]["status"]) == ["error", "error"]
+    result = check_grads([spec, custom], backends)
+    pd.testing.assert_frame_equal(df, result.table)
+    assert [(p.case_id, p.backend, p.status) for p in result.problems] == [
+        (ids[0], "broken", "error"), (ids[1], "broken", "error")]

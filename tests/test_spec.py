@@ -82,3 +82,13 @@ def test_explicit_data_overrides_draws():
     np.testing.assert_array_equal(c.Y, [[0, 1], [0, 0], [1, 0]])
     assert list(c.labels) == [2, 0]
     assert "data" in s.case_id
+
+
+@pytest.mark.parametrize("field", ["activation", "head", "loss_form", "dtype", "init",
+                                   "regime"])
+@pytest.mark.parametrize("value", [["relu"], 3, None, {"a": 1}])
+def test_choice_fields_reject_non_strings_with_a_message(field, value):
+    if field == "loss_form" and value is None:
+        return  # None picks the head's default form
+    with pytest.raises(SpecError, match=f"^{field}="):
+        Spec((2, 3, 2), **{field: value})

@@ -145,3 +145,21 @@ def test_output_form_derivatives_are_recognised_as_rounding():
     statuses = {v.status for v in rows}
     assert "fail" not in statuses and "rounding" in statuses
     assert any("1 - tanh^2" in v.reason for v in rows if v.status == "rounding")
+
+
+def test_float32_work_in_a_float64_case_is_caught_under_allclose():
+    case = make_case(Spec((5, 16, 16, 3), activation="tanh", dtype="float64", batch=8))
+    ref, orc = reference_gradients(case), oracle_gradients(case)
+    if orc is None:
+        pytest.skip("no oracle for float64 here")
+    low = reference_gradients(case.astype(np.float32))
+    upcast = GradientSet("trunc", low.loss.astype(np.float64),
+                         {k: v.astype(np.float64) for k, v in low.forward.items()},
+                         {k: v.astype(np.float64) for k, v in low.grads.items()})
+    rows = judge(case, upcast, ref, tolerance=DEFAULT_TOLERANCES["float64"], oracle=orc)
+    grads = [v for v in rows if v.quantity in ("dW", "db", "dZ", "dA")]
+    assert grads and all(v.status == "fail" for v in grads)
+    assert "float32 precision" in grads[0].reason
+    kept = GradientSet("kept", low.loss, low.forward, low.grads)  # float32 arrays as is
+    rows = judge(case, kept, ref, tolerance=DEFAULT_TOLERANCES["float64"], oracle=orc)
+    assert "returned float32 for a float64 case" in rows[0].reason

@@ -15,6 +15,8 @@ from gradparity.gradients import GradientSet
 
 #: Backend names, in table order.
 BACKENDS: tuple[str, ...] = ("reference", "torch", "jax")
+#: Backends compared with the reference by default (runs, baselines, assertions).
+DEFAULT_BACKENDS: tuple[str, ...] = ("torch", "jax")
 
 _ADAPTERS: dict[str, tuple[str, str]] = {
     "torch": ("gradparity.adapters.torch_autograd", "TorchBackend"),

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from gradparity.commands.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, csv_list
+from gradparity.commands.run import case_progress, select_run, status_counts_text
 from gradparity.errors import UsageError
 
 #: Shown in --help; the value lives in gradparity.baseline.DEFAULT_FACTOR (a test checks).
@@ -77,36 +78,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     check.set_defaults(handler=cmd_check)
 
 
-def _select(args: argparse.Namespace):
-    """Specs, backends and tolerances of ``baseline save``, validated as ``run`` does."""
-    from gradparity.adapters.registry import BACKENDS
-    from gradparity.commands.run import resolve_suites
-    from gradparity.policy import POLICIES
-    from gradparity.spec import DTYPES
-    from gradparity.tolerances import resolve_tolerances
-
-    specs, labels, file_backends, file_tols = resolve_suites(args.suites)
-    backends = args.backends or file_backends or ["torch", "jax"]
-    for b in backends:
-        if b not in BACKENDS:
-            raise UsageError(f"--backends={b!r}: expected one of {', '.join(BACKENDS)}")
-    if args.dtypes:
-        for d in args.dtypes:
-            if d not in DTYPES:
-                raise UsageError(f"--dtypes={d!r}: expected one of {', '.join(DTYPES)}")
-        specs = [s for s in specs if s.dtype in args.dtypes]
-        if not specs:
-            raise UsageError(f"--dtypes={','.join(args.dtypes)}: no case of the suite has it")
-    for flag in ("rtol", "atol"):
-        v = getattr(args, flag)
-        if v is not None and not (v >= 0 and v != float("inf")):
-            raise UsageError(f"--{flag}={v!r}: expected a finite number >= 0")
-    tolerances = resolve_tolerances(file_tols, rtol=args.rtol, atol=args.atol)
-    if args.policy not in POLICIES:
-        raise UsageError(f"--policy={args.policy!r}: expected one of {', '.join(POLICIES)}")
-    return specs, labels, list(dict.fromkeys(backends)), tolerances
-
-
 def _source(args: argparse.Namespace) -> str:
     """The command that made the baseline, without the output path (deterministic)."""
     parts = ["gradparity", "baseline", "save", *args.suites]
@@ -121,12 +92,6 @@ def _source(args: argparse.Namespace) -> str:
     return " ".join(parts)
 
 
-def _progress(quiet: bool):
-    from gradparity.commands.run import _progress as run_progress
-
-    return run_progress(quiet)
-
-
 def cmd_save(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.is_dir():
@@ -135,23 +100,22 @@ def cmd_save(args: argparse.Namespace) -> int:
         raise UsageError(f"--out={args.out!r}: the file exists; use --force to replace it")
     if args.results is not None and (not args.results or Path(args.results).is_file()):
         raise UsageError(f"--results={args.results!r}: expected a folder name")
-    specs, labels, backends, tolerances = _select(args)
+    specs, labels, backends, tolerances = select_run(args)
+    backends = list(dict.fromkeys(backends))
 
     from gradparity.baseline import make_baseline, save_baseline
-    from gradparity.verdict import FAILING, STATUSES
+    from gradparity.verdict import FAILING
 
     baseline, table = make_baseline(specs, backends=backends, tolerances=tolerances,
                                     policy=args.policy, source=_source(args),
-                                    progress=_progress(args.quiet))
+                                    progress=case_progress(args.quiet))
     save_baseline(baseline, out, force=args.force)
     if args.results:
         from gradparity.experiments.report import write_results
 
         write_results(table, args.results, name="+".join(labels))
-    counts = table["status"].value_counts()
-    shown = ", ".join(f"{counts[s]} {s}" for s in STATUSES if s in counts)
-    print(f"baseline: {len(baseline.cases)} cases, {len(baseline.rows)} rows ({shown}) "
-          f"-> {out}")
+    print(f"baseline: {len(baseline.cases)} cases, {len(baseline.rows)} rows "
+          f"({status_counts_text(table)}) -> {out}")
     if args.results:
         print(f"results: {args.results}/")
     failing = int(table["status"].isin(FAILING).sum())
@@ -190,7 +154,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not runnable.cases:
         raise UsageError(f"--baseline={args.baseline!r}: no case can be run again")
 
-    table = rerun_baseline(runnable, progress=_progress(args.quiet))
+    table = rerun_baseline(runnable, progress=case_progress(args.quiet))
     if args.out:
         from gradparity.experiments.report import write_results
 

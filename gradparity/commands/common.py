@@ -1,6 +1,10 @@
-"""Shared pieces of the command modules: exit codes and small argument parsers."""
+"""Shared pieces of the command modules: exit codes, small argument parsers and checks."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gradparity.errors import UsageError
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -8,3 +12,20 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 def csv_list(value: str) -> list[str]:
     """``"a,b, c"`` -> ``["a", "b", "c"]`` (for options that take comma-separated names)."""
     return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def check_backends_option(backends: Sequence[str]) -> None:
+    """``--backends``: every name is a registered backend."""
+    from gradparity.adapters.registry import BACKENDS
+
+    for b in backends:
+        if b not in BACKENDS:
+            raise UsageError(f"--backends={b!r}: expected one of {', '.join(BACKENDS)}")
+
+
+def check_policy_option(policy: str) -> None:
+    """``--policy``: one of the verdict policies."""
+    from gradparity.policy import POLICIES
+
+    if policy not in POLICIES:
+        raise UsageError(f"--policy={policy!r}: expected one of {', '.join(POLICIES)}")

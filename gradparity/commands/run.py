@@ -7,7 +7,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gradparity.commands.common import EXIT_FAIL, EXIT_OK, csv_list
+from gradparity.commands.common import (
+    EXIT_FAIL,
+    EXIT_OK,
+    check_backends_option,
+    check_policy_option,
+    csv_list,
+)
 from gradparity.errors import UsageError
 
 
@@ -66,7 +72,8 @@ def resolve_suites(names: Sequence[str]):
     return unique, labels, backends, tolerances
 
 
-def _progress(quiet: bool):
+def case_progress(quiet: bool):
+    """The progress callback of `run_specs`: one line per case on stderr, unless quiet."""
     def report(i, total, spec, statuses):
         if quiet:
             return
@@ -76,17 +83,17 @@ def _progress(quiet: bool):
     return report
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from gradparity.adapters.registry import BACKENDS
-    from gradparity.policy import POLICIES
+def select_run(args: argparse.Namespace):
+    """(specs, labels, backends, tolerances) of ``args.suites`` with ``--backends``,
+    ``--dtypes``, ``--rtol``, ``--atol`` and ``--policy`` checked (``run``, ``baseline
+    save``): a `UsageError` names the first bad option."""
+    from gradparity.adapters.registry import DEFAULT_BACKENDS
     from gradparity.spec import DTYPES
     from gradparity.tolerances import resolve_tolerances
 
     specs, labels, file_backends, file_tols = resolve_suites(args.suites)
-    backends = args.backends or file_backends or ["torch", "jax"]
-    for b in backends:
-        if b not in BACKENDS:
-            raise UsageError(f"--backends={b!r}: expected one of {', '.join(BACKENDS)}")
+    backends = args.backends or file_backends or list(DEFAULT_BACKENDS)
+    check_backends_option(backends)
     if args.dtypes:
         for d in args.dtypes:
             if d not in DTYPES:
@@ -99,8 +106,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         if v is not None and not (v >= 0 and v != float("inf")):
             raise UsageError(f"--{flag}={v!r}: expected a finite number >= 0")
     tolerances = resolve_tolerances(file_tols, rtol=args.rtol, atol=args.atol)
-    if args.policy not in POLICIES:
-        raise UsageError(f"--policy={args.policy!r}: expected one of {', '.join(POLICIES)}")
+    check_policy_option(args.policy)
+    return specs, labels, backends, tolerances
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    specs, labels, backends, tolerances = select_run(args)
     name = args.name or "+".join(labels)
     if not name or "/" in name or name.startswith("."):
         raise UsageError(f"--name={name!r}: expected a plain folder name")
@@ -110,18 +121,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gradparity.experiments.runner import run_specs
 
     df = run_specs(specs, backends=backends, tolerances=tolerances,
-                   progress=_progress(args.quiet), policy=args.policy,
+                   progress=case_progress(args.quiet), policy=args.policy,
                    layer_own=args.layer_own)
     write_results(df, out, name=name)
     return _print_outcome(df, out)
 
 
-def _print_outcome(df, out: Path) -> int:
-    from gradparity.verdict import FAILING, STATUSES
+def status_counts_text(df) -> str:
+    """``"12 pass, 1 fail"``: rows per status of a result table, in `STATUSES` order."""
+    from gradparity.verdict import STATUSES
 
     counts = df["status"].value_counts()
-    shown = ", ".join(f"{counts[s]} {s}" for s in STATUSES if s in counts)
-    print(f"{df['case_id'].nunique()} cases, {len(df)} rows: {shown}")
+    return ", ".join(f"{counts[s]} {s}" for s in STATUSES if s in counts)
+
+
+def _print_outcome(df, out: Path) -> int:
+    from gradparity.verdict import FAILING
+
+    print(f"{df['case_id'].nunique()} cases, {len(df)} rows: {status_counts_text(df)}")
     skipped = df[df["status"] == "skipped"].drop_duplicates("backend")
     for _, r in skipped.iterrows():
         print(f"skipped {r['backend']}: {r['reason']}")

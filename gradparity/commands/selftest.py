@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gradparity.commands.common import EXIT_FAIL, EXIT_OK, csv_list
-from gradparity.errors import UsageError
+from gradparity.commands.common import (
+    EXIT_FAIL,
+    EXIT_OK,
+    check_backends_option,
+    check_policy_option,
+    csv_list,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,16 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_selftest(args: argparse.Namespace) -> int:
-    from gradparity.adapters.registry import BACKENDS
+    from gradparity.adapters.registry import DEFAULT_BACKENDS
     from gradparity.commands.run import resolve_suites
-    from gradparity.policy import POLICIES
 
-    if args.policy not in POLICIES:
-        raise UsageError(f"--policy={args.policy!r}: expected one of {', '.join(POLICIES)}")
-    backends = args.backends or ["torch", "jax"]
-    for b in backends:
-        if b not in BACKENDS:
-            raise UsageError(f"--backends={b!r}: expected one of {', '.join(BACKENDS)}")
+    check_policy_option(args.policy)
+    backends = args.backends or list(DEFAULT_BACKENDS)
+    check_backends_option(backends)
     specs, labels, _, _ = resolve_suites([args.suite])
 
     from gradparity.io import csv_writer, text_writer, write_folder_atomically

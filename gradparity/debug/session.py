@@ -49,7 +49,7 @@ from gradparity.debug.user_code import (
     run_traced,
     signature_text,
 )
-from gradparity.errors import UsageError
+from gradparity.errors import UsageError, check_finite_nonnegative
 from gradparity.gradients import GradientSet
 from gradparity.reference.activations import ACTIVATION_FUNCS
 from gradparity.reference.heads import softmax
@@ -195,8 +195,8 @@ def _check_choice(name: str, value: str | None, choices: Sequence[str]) -> None:
 
 def _tolerance(dtype: str, rtol: float | None, atol: float | None) -> Tolerance:
     for name, v in (("rtol", rtol), ("atol", atol)):
-        if v is not None and not (isinstance(v, (int, float)) and 0 <= v < float("inf")):
-            raise UsageError(f"{name}={v!r}: expected a finite number >= 0")
+        if v is not None:
+            check_finite_nonnegative(name, v)
     return resolve_tolerances(rtol=rtol, atol=atol)[dtype]
 
 

@@ -7,24 +7,24 @@ always goes on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import pandas as pd
 
-from gradparity.adapters.registry import get_backend
-from gradparity.case import make_case
+from gradparity.adapters.base import Backend
+from gradparity.adapters.registry import DEFAULT_BACKENDS, get_backend
+from gradparity.case import Case, case_identity
 from gradparity.environment import environment
 from gradparity.experiments.tables import make_table, status_row, verdict_rows
+from gradparity.gradients import GradientSet
 from gradparity.layer_own import backend_steps, judge_layer_own
 from gradparity.oracle import oracle_gradients, oracle_name
 from gradparity.policy import DEFAULT_RULE, CalibratedRule, check_policy
 from gradparity.reference.mlp import reference_gradients
 from gradparity.spec import Spec
 from gradparity.tolerances import Tolerance, resolve_tolerances
-from gradparity.verdict import judge
-
-#: Backends compared with the reference by default.
-DEFAULT_BACKENDS: tuple[str, ...] = ("torch", "jax")
+from gradparity.verdict import TensorVerdict, judge
 
 Progress = Callable[[int, int, Spec, dict[str, str]], None]
 
@@ -36,10 +36,118 @@ def _case_status(statuses: list[str]) -> str:
     return "pass"
 
 
-def run_specs(
-    specs: Sequence[Spec],
+@dataclass
+class BackendResult:
+    """One backend on one case.
+
+    ``status`` is the case status of its verdicts, or ``error``/``skipped`` (with
+    ``reason``, and the ``exception`` of an error) when it was not judged: then
+    ``verdicts`` is None.
+    """
+
+    backend: str
+    status: str
+    verdicts: list[TensorVerdict] | None = None
+    reason: str = ""
+    exception: BaseException | None = None
+
+
+@dataclass
+class CaseResult:
+    """One case on every backend: its table rows and each backend's outcome.
+
+    ``case`` and ``reference`` are None when the case or its reference could not be made
+    (every backend then has an ``error`` whose reason starts with ``reference:``).
+    ``case_id`` is the spec's, or ``<spec case_id>-arrays<digest>`` for a `Case` with
+    arrays of its own, which ``rerun`` False says cannot be rebuilt from the spec.
+    """
+
+    spec: Spec
+    case_id: str
+    rows: list[dict[str, object]] = field(default_factory=list)
+    backends: list[BackendResult] = field(default_factory=list)
+    case: Case | None = None
+    reference: GradientSet | None = None
+    rerun: bool = True
+
+    @property
+    def statuses(self) -> dict[str, str]:
+        """Status by backend name (as `run_specs` reports progress)."""
+        return {r.backend: r.status for r in self.backends}
+
+    def _status(self, backend: str, status: str, reason: str,
+                exception: BaseException | None = None) -> None:
+        self.rows.append(status_row(self.spec, backend, status, reason))
+        self.backends.append(BackendResult(backend, status, reason=reason,
+                                           exception=exception))
+
+
+def evaluate_case(
+    item: Spec | Case,
+    adapters: Sequence[Backend],
     *,
-    backends: Sequence[str] = DEFAULT_BACKENDS,
+    tolerances: Mapping[str, Tolerance],
+    policy: str = "allclose",
+    rule: CalibratedRule = DEFAULT_RULE,
+    layer_own: bool = False,
+) -> CaseResult:
+    """Judge every backend on one case (a `Spec`, or a `Case` with its arrays).
+
+    Exceptions never escape: one in building the case or its reference makes an ``error``
+    for every backend, one in a backend an ``error`` for that backend; an unavailable
+    backend is ``skipped``. ``tolerances`` is the per-dtype table; with ``layer_own``,
+    every layer of every judged backend also runs on the reference's upstream values
+    (rows with ``mode="layer_own"``, which leave the statuses alone).
+    """
+    spec = item if isinstance(item, Spec) else item.spec
+    result = CaseResult(spec, spec.case_id)
+    try:
+        case, case_id, rerun = case_identity(item)
+        ref = reference_gradients(case)
+        oracle = oracle_gradients(case)
+    except Exception as exc:  # noqa: BLE001 - isolate the case, keep sweeping
+        for b in adapters:
+            result._status(b.name, "error", f"reference: {type(exc).__name__}: {exc}", exc)
+        return result
+    result.case_id, result.rerun, result.case, result.reference = case_id, rerun, case, ref
+    for b in adapters:
+        if not b.available():
+            result._status(b.name, "skipped", b.unavailable_reason())
+            continue
+        try:
+            got = b.gradients(case)
+            verdicts = judge(case, got, ref, tolerance=tolerances[spec.dtype],
+                             kink_conventions=b.kink_conventions(spec.dtype),
+                             oracle=oracle, policy=policy, rule=rule)
+        except Exception as exc:  # noqa: BLE001 - isolate the backend, keep sweeping
+            result._status(b.name, "error", f"{type(exc).__name__}: {exc}", exc)
+            continue
+        result.rows.extend(verdict_rows(spec, b.name, verdicts,
+                                        oracle=oracle_name(spec.dtype), policy=policy))
+        result.backends.append(BackendResult(
+            b.name, _case_status([v.status for v in verdicts]), verdicts))
+        if layer_own:
+            try:
+                own = judge_layer_own(case, backend_steps(b, case, ref), ref,
+                                      tolerance=tolerances[spec.dtype], backend=b.name,
+                                      kink_conventions=b.kink_conventions(spec.dtype))
+            except Exception as exc:  # noqa: BLE001 - isolate, keep sweeping
+                row = status_row(spec, b.name, "error",
+                                 f"layer-own: {type(exc).__name__}: {exc}")
+                result.rows.append(dict(row, mode="layer_own"))
+                continue
+            result.rows.extend(verdict_rows(spec, b.name, own, policy="allclose",
+                                            mode="layer_own"))
+    if case_id != spec.case_id:
+        for r in result.rows:
+            r["case_id"] = case_id
+    return result
+
+
+def run_specs(
+    specs: Sequence[Spec | Case],
+    *,
+    backends: Sequence[str | Backend] = DEFAULT_BACKENDS,
     tolerances: dict[str, Tolerance] | None = None,
     progress: Progress | None = None,
     policy: str = "allclose",
@@ -49,9 +157,10 @@ def run_specs(
     """Run every spec on every backend and return the tidy table (see `tables.COLUMNS`).
 
     Args:
-        specs: the cases, in table order.
+        specs: the cases, in table order: Specs, or Cases with arrays of their own (see
+            `evaluate_case`).
         backends: backend names compared with the reference (``"reference"`` compares the
-            reference with itself, a smoke check of the harness).
+            reference with itself, a smoke check of the harness), or backend objects.
         tolerances: per-dtype table (default `resolve_tolerances()`).
         progress: called after each case with (index, total, spec, statuses by backend).
         policy, rule: the verdict policy (``"allclose"`` or ``"calibrated"``) and the
@@ -61,51 +170,12 @@ def run_specs(
     """
     check_policy(policy)
     tol = tolerances or resolve_tolerances()
-    adapters = [get_backend(name) for name in backends]
+    adapters = [get_backend(b) if isinstance(b, str) else b for b in backends]
     rows: list[dict[str, object]] = []
-    for i, spec in enumerate(specs, start=1):
-        statuses: dict[str, str] = {}
-        try:
-            case = make_case(spec)
-            ref = reference_gradients(case)
-            oracle = oracle_gradients(case)
-        except Exception as exc:  # noqa: BLE001 - isolate the case, keep sweeping
-            for b in adapters:
-                rows.append(status_row(spec, b.name, "error",
-                                       f"reference: {type(exc).__name__}: {exc}"))
-                statuses[b.name] = "error"
-            if progress:
-                progress(i, len(specs), spec, statuses)
-            continue
-        for b in adapters:
-            if not b.available():
-                rows.append(status_row(spec, b.name, "skipped", b.unavailable_reason()))
-                statuses[b.name] = "skipped"
-                continue
-            try:
-                got = b.gradients(case)
-                verdicts = judge(case, got, ref, tolerance=tol[spec.dtype],
-                                 kink_conventions=b.kink_conventions(spec.dtype),
-                                 oracle=oracle, policy=policy, rule=rule)
-            except Exception as exc:  # noqa: BLE001 - isolate the backend, keep sweeping
-                rows.append(status_row(spec, b.name, "error", f"{type(exc).__name__}: {exc}"))
-                statuses[b.name] = "error"
-                continue
-            rows.extend(verdict_rows(spec, b.name, verdicts, oracle=oracle_name(spec.dtype),
-                                     policy=policy))
-            statuses[b.name] = _case_status([v.status for v in verdicts])
-            if layer_own:
-                try:
-                    own = judge_layer_own(case, backend_steps(b, case, ref), ref,
-                                          tolerance=tol[spec.dtype], backend=b.name,
-                                          kink_conventions=b.kink_conventions(spec.dtype))
-                except Exception as exc:  # noqa: BLE001 - isolate, keep sweeping
-                    row = status_row(spec, b.name, "error",
-                                     f"layer-own: {type(exc).__name__}: {exc}")
-                    rows.append(dict(row, mode="layer_own"))
-                    continue
-                rows.extend(verdict_rows(spec, b.name, own, policy="allclose",
-                                         mode="layer_own"))
+    for i, item in enumerate(specs, start=1):
+        result = evaluate_case(item, adapters, tolerances=tol, policy=policy, rule=rule,
+                               layer_own=layer_own)
+        rows += result.rows
         if progress:
-            progress(i, len(specs), spec, statuses)
+            progress(i, len(specs), result.spec, result.statuses)
     return make_table(rows, environment())

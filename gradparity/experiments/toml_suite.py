@@ -81,7 +81,15 @@ def _check_keys(where: str, table: dict[str, Any]) -> None:
         raise SpecError(f"{where}.sizes", None, "a list of layer widths (required)")
 
 
-def _expand_sweep(where: str, table: dict[str, Any]) -> list[Spec]:
+def expand_sweep(where: str, table: dict[str, Any]) -> list[Spec]:
+    """The specs of one sweep table (a ``[[sweep]]``'s keys: spec fields, each a value or
+    a list of values; ``sizes`` one list of widths or a list of such lists): the cartesian
+    product of the lists, with the loss forms each head has. ``where`` prefixes errors.
+
+    Raises:
+        SpecError: a key that is not a spec field, no ``sizes``, a bad value, or a
+            ``loss_form`` that none of the sweep's heads has.
+    """
     _check_keys(where, table)
     axes = {k: _axis(v, k) for k, v in table.items() if k != "loss_form"}
     forms = _axis(table["loss_form"], "loss_form") if "loss_form" in table else [None]
@@ -131,7 +139,7 @@ def load_suite_file(path: str | Path) -> SuiteFile:
     if not isinstance(sweeps, list) or not isinstance(cases, list):
         raise UsageError(f"{where}: use [[sweep]] and [[case]] (arrays of tables)")
     for i, table in enumerate(sweeps):
-        specs += _expand_sweep(f"{where}: sweep[{i}]", table)
+        specs += expand_sweep(f"{where}: sweep[{i}]", table)
     for i, table in enumerate(cases):
         _check_keys(f"{where}: case[{i}]", table)
         values = dict(table)
