@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from gradparity.errors import UsageError
+
 Writer = Callable[[Path], None]
 
 
@@ -110,3 +112,62 @@ def have_parquet() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("pyarrow") is not None
+
+
+#: Files a gradparity result folder may hold: only such a folder is ever replaced.
+RESULT_FILES = frozenset({
+    "table.csv", "table.parquet", "summary.md", "environment.json", "pass_rates.csv",
+    "worst_per_case.csv", "selftest.csv", "faults.csv", "false_alarms.csv",
+    "regressions.csv", "debug.csv", "report.txt",
+})
+
+
+def _writable_ancestor(p: Path, option: str) -> None:
+    """The nearest existing ancestor of ``p`` must be a folder we can create files in;
+    checked with a probe file, so read-only mounts and /proc are caught too."""
+    parent = p.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"{option}={str(p)!r}: {str(parent)!r} is a file, expected a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".gradparity-probe-", dir=parent)
+    except OSError as e:
+        raise UsageError(f"{option}={str(p)!r}: cannot write in {str(parent)!r} "
+                         f"({e.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_output_folder(path: str | Path, *, option: str = "--out") -> Path:
+    """Validate a result-folder path before any work: not empty, not a file, not a folder
+    holding anything but gradparity result files (never replace the user's folder), and
+    in a writable place. Raises `UsageError` (one line)."""
+    if str(path) == "":
+        raise UsageError(f"{option}='': expected a folder path")
+    p = Path(path)
+    if p.exists():
+        if not p.is_dir():
+            raise UsageError(f"{option}={str(p)!r}: exists and is a file, expected a folder")
+        if p.resolve() == Path.cwd().resolve():
+            raise UsageError(f"{option}={str(p)!r}: the current folder; name a result folder")
+        foreign = sorted(e.name for e in p.iterdir()
+                         if e.name not in RESULT_FILES or not e.is_file())
+        if foreign:
+            raise UsageError(f"{option}={str(p)!r}: exists and is not a gradparity result "
+                             f"folder (it holds {foreign[0]!r}); name a new folder")
+    _writable_ancestor(p, option)
+    return p
+
+
+def check_output_file(path: str | Path, *, option: str = "--out") -> Path:
+    """Validate a file path before any work: not empty, not a folder, in a writable place.
+    Raises `UsageError` (one line); whether an existing file may be replaced is the
+    caller's rule."""
+    if str(path) == "":
+        raise UsageError(f"{option}='': expected a file path")
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{option}={str(p)!r}: is a folder, expected a file name")
+    _writable_ancestor(p, option)
+    return p

@@ -144,3 +144,62 @@ def test_result_files_get_the_usual_modes(tmp_path):
     assert out.stat().st_mode & 0o777 == 0o755
     assert (out / "a.txt").stat().st_mode & 0o777 == 0o644
     assert f.stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "expected"),
+    [
+        ("folder", ["--out", "victim"], "is not a gradparity result folder (it holds 'notes.txt')"),
+        ("file", ["--out", "afile"], "exists and is a file, expected a folder"),
+        ("file", ["--out", "afile/sub"], "'afile' is a file, expected a folder"),
+        (None, ["--out", "."], "the current folder"),
+        (None, ["--out", ""], "--out='': expected a folder path"),
+        (None, ["--name", "x\ny"], "expected a plain folder name"),
+        (None, ["--backends", ""], "--backends='': expected at least one of"),
+    ],
+)
+def test_bad_output_paths_are_refused_before_any_work(tmp_path, capsys, monkeypatch, setup,
+                                                      args, expected):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.toml").write_text("[[case]]\nsizes = [3, 4, 2]\n")
+    if setup == "folder":
+        (tmp_path / "victim").mkdir()
+        (tmp_path / "victim" / "notes.txt").write_text("precious")
+    if setup == "file":
+        (tmp_path / "afile").write_text("hi")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    backends = [] if "--backends" in args else ["--backends", "reference"]
+    code = main(["run", "s.toml", *backends, "-q", *args])
+    err = capsys.readouterr().err
+    assert code == 2 and expected in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written
+    if setup == "folder":
+        assert (tmp_path / "victim" / "notes.txt").read_text() == "precious"
+
+
+def test_a_previous_result_folder_is_replaced(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.toml").write_text("[[case]]\nsizes = [3, 4, 2]\n")
+    assert main(["run", "s.toml", "--backends", "reference", "-q", "--out", "r"]) == 0
+    assert main(["run", "s.toml", "--backends", "reference", "-q", "--out", "r"]) == 0
+
+
+def test_nothing_compared_is_not_a_green_run(tmp_path, monkeypatch, capsys):
+    import gradparity.experiments.runner as runner
+
+    class Missing:
+        name = "torch"
+
+        def available(self):
+            return False
+
+        def unavailable_reason(self):
+            return "torch is not installed"
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.toml").write_text("[[case]]\nsizes = [3, 4, 2]\n")
+    real = runner.get_backend
+    monkeypatch.setattr(runner, "get_backend", lambda n: Missing() if n == "torch" else real(n))
+    code = main(["run", "s.toml", "--backends", "torch", "-q"])
+    assert code == 1
+    assert "nothing was compared" in capsys.readouterr().err

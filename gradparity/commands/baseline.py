@@ -93,13 +93,13 @@ def _source(args: argparse.Namespace) -> str:
 
 
 def cmd_save(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    if out.is_dir():
-        raise UsageError(f"--out={args.out!r}: is a directory, expected a file name")
+    from gradparity.io import check_output_file, check_output_folder
+
+    out = check_output_file(args.out)
     if out.exists() and not args.force:
         raise UsageError(f"--out={args.out!r}: the file exists; use --force to replace it")
-    if args.results is not None and (not args.results or Path(args.results).is_file()):
-        raise UsageError(f"--results={args.results!r}: expected a folder name")
+    if args.results is not None:
+        check_output_folder(args.results, option="--results")
     specs, labels, backends, tolerances = select_run(args)
     backends = list(dict.fromkeys(backends))
 
@@ -142,8 +142,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     factor = DEFAULT_FACTOR if args.factor is None else args.factor
     if not (math.isfinite(factor) and factor >= 1.0):
         raise UsageError(f"--factor={args.factor!r}: expected a finite number >= 1")
-    if args.out is not None and (not args.out or Path(args.out).is_file()):
-        raise UsageError(f"--out={args.out!r}: expected a folder name")
+    if args.out is not None:
+        from gradparity.io import check_output_folder
+
+        check_output_folder(args.out)
     baseline = load_baseline(args.baseline)
     for line in environment_differences(baseline.environment, environment()):
         print(f"gradparity check: warning: environment differs from the baseline: {line}",

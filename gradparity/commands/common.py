@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from gradparity.errors import UsageError
@@ -14,10 +15,23 @@ def csv_list(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+_NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._+-]*")
+
+
+def check_name(name: object, *, option: str = "--name") -> None:
+    """A run name becomes a folder name: letters, digits, '.', '_', '+', '-' only."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise UsageError(f"{option}={name!r}: expected a plain folder name (letters, "
+                         "digits, '.', '_', '+', '-'; not starting with '.' or '-')")
+
+
 def check_backends_option(backends: Sequence[str]) -> None:
-    """``--backends``: every name is a registered backend."""
+    """``--backends``: every name is a registered backend (and there is at least one)."""
     from gradparity.adapters.registry import BACKENDS
 
+    if not backends:
+        raise UsageError("--backends='': expected at least one of "
+                         f"{', '.join(BACKENDS)}")
     for b in backends:
         if b not in BACKENDS:
             raise UsageError(f"--backends={b!r}: expected one of {', '.join(BACKENDS)}")

@@ -79,6 +79,12 @@ def _check_out(out: str | None) -> None:
         raise UsageError(f"--out={out!r}: expected a .csv or .parquet file, or a folder")
     if path.exists() and path.is_dir() != (path.suffix == ""):
         raise UsageError(f"--out={out!r}: exists and is a {'folder' if path.is_dir() else 'file'}")
+    from gradparity.io import check_output_file, check_output_folder
+
+    if path.suffix:
+        check_output_file(path)
+    else:
+        check_output_folder(path)
 
 
 def _write(result, out: str) -> Path:

@@ -11,6 +11,7 @@ from gradparity.commands.common import (
     EXIT_FAIL,
     EXIT_OK,
     check_backends_option,
+    check_name,
     check_policy_option,
     csv_list,
 )
@@ -92,7 +93,12 @@ def select_run(args: argparse.Namespace):
     from gradparity.tolerances import resolve_tolerances
 
     specs, labels, file_backends, file_tols = resolve_suites(args.suites)
-    backends = args.backends or file_backends or list(DEFAULT_BACKENDS)
+    if args.backends is not None:
+        backends = args.backends
+    elif file_backends is not None:
+        backends = file_backends
+    else:
+        backends = list(DEFAULT_BACKENDS)
     check_backends_option(backends)
     if args.dtypes:
         for d in args.dtypes:
@@ -112,10 +118,11 @@ def select_run(args: argparse.Namespace):
 
 def cmd_run(args: argparse.Namespace) -> int:
     specs, labels, backends, tolerances = select_run(args)
-    name = args.name or "+".join(labels)
-    if not name or "/" in name or name.startswith("."):
-        raise UsageError(f"--name={name!r}: expected a plain folder name")
-    out = Path(args.out) if args.out else Path("results") / name
+    name = args.name if args.name is not None else "+".join(labels)
+    check_name(name, option="--name" if args.name is not None else "name")
+    from gradparity.io import check_output_folder
+
+    out = check_output_folder(Path("results") / name if args.out is None else args.out)
 
     from gradparity.experiments.report import write_results
     from gradparity.experiments.runner import run_specs
@@ -151,6 +158,10 @@ def _print_outcome(df, out: Path) -> int:
         if len(bad) > 20:
             print(f"  ... {len(bad) - 20} more rows in {out / 'table.csv'}")
     print(f"results: {out}/")
+    if (df["status"] == "skipped").all():
+        print("gradparity: nothing was compared: every backend was skipped (install "
+              "torch/jax, or --backends reference)", file=sys.stderr)
+        return EXIT_FAIL
     return EXIT_FAIL if not bad.empty else EXIT_OK
 
 

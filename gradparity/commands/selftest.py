@@ -40,9 +40,13 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     from gradparity.commands.run import resolve_suites
 
     check_policy_option(args.policy)
-    backends = args.backends or list(DEFAULT_BACKENDS)
+    backends = list(DEFAULT_BACKENDS) if args.backends is None else args.backends
     check_backends_option(backends)
     specs, labels, _, _ = resolve_suites([args.suite])
+    if args.out is not None:
+        from gradparity.io import check_output_folder
+
+        check_output_folder(args.out)
 
     from gradparity.io import csv_writer, text_writer, write_folder_atomically
     from gradparity.selftest import run_selftest, selftest_markdown

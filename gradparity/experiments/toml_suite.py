@@ -29,6 +29,7 @@ that fits none of the sweep's heads is an error.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from itertools import product
@@ -138,6 +139,10 @@ def load_suite_file(path: str | Path) -> SuiteFile:
     cases = data.get("case", [])
     if not isinstance(sweeps, list) or not isinstance(cases, list):
         raise UsageError(f"{where}: use [[sweep]] and [[case]] (arrays of tables)")
+    for i, table in enumerate(sweeps + cases):
+        if not isinstance(table, dict):
+            kind, j = ("sweep", i) if i < len(sweeps) else ("case", i - len(sweeps))
+            raise SpecError(f"{where}: {kind}[{j}]", table, "a table ([[" + kind + "]])")
     for i, table in enumerate(sweeps):
         specs += expand_sweep(f"{where}: sweep[{i}]", table)
     for i, table in enumerate(cases):
@@ -153,12 +158,27 @@ def load_suite_file(path: str | Path) -> SuiteFile:
     if dupes:
         raise SpecError(f"{where}: case_id", dupes[0], "each case once (duplicate in sweep)")
     backends = data.get("backends")
-    if backends is not None and (not isinstance(backends, list)
+    if backends is not None and (not isinstance(backends, list) or not backends
                                  or not all(isinstance(b, str) for b in backends)):
-        raise SpecError(f"{where}: backends", backends, "a list of backend names")
+        raise SpecError(f"{where}: backends", backends, "a non-empty list of backend names")
     tolerances = data.get("tolerances", {})
     if not isinstance(tolerances, dict):
         raise SpecError(f"{where}: tolerances", tolerances, "tables [tolerances.<dtype>]")
-    name = str(data.get("name", p.stem))
+    from gradparity.commands.common import check_name
+    from gradparity.tolerances import resolve_tolerances
+
+    for dtype, values in tolerances.items():
+        try:
+            resolve_tolerances({dtype: values})
+        except SpecError as e:
+            field = e.field if e.field.startswith("tolerances") else f"tolerances.{dtype}.{e.field}"
+            raise SpecError(field, e.value, e.expected, where=where) from None
+        except (TypeError, AttributeError):
+            raise SpecError(f"tolerances.{dtype}", values, "a table of rtol/atol") from None
+    if "name" in data:
+        name = data["name"]
+        check_name(name, option=f"{where}: name")
+    else:
+        name = re.sub(r"[^A-Za-z0-9._+-]", "_", p.stem).lstrip(".-") or "suite"
     return SuiteFile(name=name, specs=specs, backends=backends, tolerances=tolerances,
                      description=str(data.get("description", "")))
