@@ -466,7 +466,7 @@ def test_check_fails_on_a_new_failure_and_warns_on_another_environment(saved, ca
     (["baseline", "save", "quick"], "the following arguments are required: --out"),
     (["baseline", "save", "nosuch", "--out", "x.json"], "suite='nosuch'"),
     (["baseline", "save", "quick", "--out", "x.json", "--backends", "tf"], "--backends='tf'"),
-    (["baseline", "save", "quick", "--out", "."], "--out='.': is a directory"),
+    (["baseline", "save", "quick", "--out", "."], "--out='.': is a folder, expected a file name"),
 ])
 def test_usage_errors_exit_2_with_one_line(tmp_path, monkeypatch, capsys, args, expected):
     monkeypatch.chdir(tmp_path)
