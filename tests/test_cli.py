@@ -20,16 +20,17 @@ def _run(args, cwd):
                           capture_output=True, text=True, timeout=300)
 
 
-def test_help_does_not_import_frameworks_or_pandas():
-    code = textwrap.dedent("""
+HELP_COMMANDS = [[], ["run"], ["list"], ["debug"], ["baseline", "save"], ["check"],
+                 ["selftest"]]
+
+
+@pytest.mark.parametrize("command", HELP_COMMANDS, ids=lambda c: " ".join(c) or "top")
+def test_help_does_not_import_frameworks_or_pandas(command):
+    code = textwrap.dedent(f"""
         import sys
         from gradparity.cli import main
         try:
-            main(["--help"])
-        except SystemExit:
-            pass
-        try:
-            main(["run", "--help"])
+            main({command + ["--help"]!r})
         except SystemExit:
             pass
         heavy = [m for m in ("torch", "jax", "jaxlib", "pandas") if m in sys.modules]
@@ -38,6 +39,7 @@ def test_help_does_not_import_frameworks_or_pandas():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=dict(os.environ, PYTHONPATH=str(ROOT)), check=True)
     assert "HEAVY=\n" in out.stdout
+    assert "usage: gradparity" in out.stdout
 
 
 BAD_TOML = {
