@@ -205,3 +205,11 @@ def test_nothing_compared_is_not_a_green_run(tmp_path, monkeypatch, capsys):
     code = main(["run", "s.toml", "--backends", "torch", "-q"])
     assert code == 1
     assert "nothing was compared" in capsys.readouterr().err
+
+
+def test_a_backend_named_twice_runs_once(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.toml").write_text("[[case]]\nsizes = [3, 4, 2]\n")
+    assert main(["run", "s.toml", "--backends", "reference,reference", "-q"]) == 0
+    df = pd.read_csv(tmp_path / "results" / "s" / "table.csv")
+    assert not df.duplicated(["case_id", "layer", "quantity", "backend", "mode"]).any()

@@ -100,6 +100,7 @@ def select_run(args: argparse.Namespace):
     else:
         backends = list(DEFAULT_BACKENDS)
     check_backends_option(backends)
+    backends = list(dict.fromkeys(backends))  # each backend once, in the order given
     if args.dtypes:
         for d in args.dtypes:
             if d not in DTYPES:
