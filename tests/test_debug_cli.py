@@ -106,3 +106,11 @@ def test_debug_on_the_real_command_line_with_torch_and_jax(tmp_path):
     assert "reference = torch, jax on all 19 tensors" in r.stdout
     assert "First divergence: dZ2" in r.stdout
     assert r.stderr == ""
+
+
+def test_debug_option_errors_name_the_option(tmp_path, capsys):
+    (tmp_path / "adir").mkdir()
+    assert main(["debug", str(tmp_path / "adir")]) == 2
+    assert "is a folder, expected a Python file" in capsys.readouterr().err
+    assert main(["debug", SEED, "--rtol", "-1"]) == 2
+    assert "--rtol=-1.0: expected a finite number >= 0" in capsys.readouterr().err

@@ -43,3 +43,11 @@ def check_policy_option(policy: str) -> None:
 
     if policy not in POLICIES:
         raise UsageError(f"--policy={policy!r}: expected one of {', '.join(POLICIES)}")
+
+
+def check_tolerance_options(args) -> None:
+    """``--rtol`` / ``--atol``: finite and non-negative when given."""
+    for flag in ("rtol", "atol"):
+        v = getattr(args, flag)
+        if v is not None and not (v >= 0 and v != float("inf")):
+            raise UsageError(f"--{flag}={v!r}: expected a finite number >= 0")

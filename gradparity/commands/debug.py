@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gradparity.commands.common import csv_list
+from gradparity.commands.common import check_tolerance_options, csv_list
 from gradparity.errors import UsageError
 
 
@@ -117,6 +117,7 @@ def cmd_debug(args: argparse.Namespace) -> int:
         raise UsageError(f"--batch={args.batch}: expected a positive integer")
     if args.seed < 0:
         raise UsageError(f"--seed={args.seed}: expected a non-negative integer")
+    check_tolerance_options(args)
     _check_out(args.out)
 
     from gradparity.debug.session import (

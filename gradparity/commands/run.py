@@ -13,6 +13,7 @@ from gradparity.commands.common import (
     check_backends_option,
     check_name,
     check_policy_option,
+    check_tolerance_options,
     csv_list,
 )
 from gradparity.errors import UsageError
@@ -108,10 +109,7 @@ def select_run(args: argparse.Namespace):
         specs = [s for s in specs if s.dtype in args.dtypes]
         if not specs:
             raise UsageError(f"--dtypes={','.join(args.dtypes)}: no case of the suite has it")
-    for flag in ("rtol", "atol"):
-        v = getattr(args, flag)
-        if v is not None and not (v >= 0 and v != float("inf")):
-            raise UsageError(f"--{flag}={v!r}: expected a finite number >= 0")
+    check_tolerance_options(args)
     tolerances = resolve_tolerances(file_tols, rtol=args.rtol, atol=args.atol)
     check_policy_option(args.policy)
     return specs, labels, backends, tolerances

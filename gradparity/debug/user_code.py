@@ -145,6 +145,8 @@ def load_file(path: str | os.PathLike[str]) -> ModuleType:
     """
     global _LOADED
     p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"file={str(path)!r}: is a folder, expected a Python file (.py)")
     if not p.is_file():
         raise UsageError(f"file={str(path)!r}: no such file")
     if p.suffix != ".py":
