@@ -8,8 +8,9 @@ is the error the layer *introduces*; an end-to-end difference that vanishes here
 *inherited*. `first_introducing_layer` names the first layer, in backprop order, that
 introduces one (`gradparity.experiments.tables.error_origins`).
 
-Rows are judged like end-to-end rows (allclose, with the kink, saturation and output-form
-rounding explanations evaluated layer by layer on the same upstream values).
+Rows are judged like end-to-end rows: allclose or the calibrated rule against a layer-own
+oracle (the same step in the wider dtype), with the kink, saturation and output-form
+rounding explanations evaluated layer by layer on the same upstream values.
 """
 
 from __future__ import annotations
@@ -20,16 +21,20 @@ import numpy as np
 
 from gradparity.case import Case
 from gradparity.gradients import GradientSet, backprop_order
+from gradparity.oracle import oracle_dtype
+from gradparity.policy import DEFAULT_RULE, CalibratedRule
 from gradparity.reference.activations import derivatives_from_outputs
 from gradparity.reference.mlp import layer_step
 from gradparity.tolerances import Tolerance
 from gradparity.verdict import (
     TensorVerdict,
     _agrees_where_untainted,
-    _classify_failure,
     _compare,
+    _explained_by,
     _kink_reason,
+    _oracle_errors,
     _output_explanation,
+    failure_reason,
     kink_counts,
     saturated_examples,
 )
@@ -103,6 +108,20 @@ def stitch(case: Case, steps: Mapping[int, Step], backend: str) -> GradientSet:
                        notes="layer-own: each layer on the reference's upstream values")
 
 
+def oracle_steps(case: Case, reference: GradientSet) -> GradientSet | None:
+    """The layer steps in the oracle's dtype on the reference's upstream values (cast up
+    exactly): the truth each layer-own step is measured against (None if no wider type)."""
+    od = oracle_dtype(case.dtype)
+    if od is None:
+        return None
+    wide = case.astype(od)
+    L = case.spec.depth
+    steps = {layer: layer_step(wide, layer, reference.forward[f"A{layer - 1}"].astype(od),
+                               None if layer == L else reference.grads[f"dA{layer}"].astype(od))
+             for layer in range(1, L + 1)}
+    return stitch(wide, steps, "oracle")
+
+
 def judge_layer_own(
     case: Case,
     steps: Mapping[int, Step],
@@ -111,14 +130,24 @@ def judge_layer_own(
     tolerance: Tolerance,
     kink_conventions: Mapping[str, float] | None = None,
     backend: str = "backend",
+    policy: str = "allclose",
+    rule: CalibratedRule = DEFAULT_RULE,
 ) -> list[TensorVerdict]:
-    """Rows for every (layer, quantity) of the layer-own run, with statuses and reasons."""
+    """Rows for every (layer, quantity) of the layer-own run, with statuses and reasons;
+    oracle metrics and the calibrated rule as end to end (`gradparity.verdict.judge`)."""
     spec = case.spec
     L = spec.depth
     actual = stitch(case, steps, backend)
     conv = dict(kink_conventions or {})
     order = backprop_order(L, with_output_dA=spec.loss_form == "probs")
     base = [_compare(actual, reference, layer, q, tolerance, spec.dtype) for layer, q in order]
+    oracle = oracle_steps(case, reference)
+    errs = [_oracle_errors(actual, reference, oracle, layer, q, case) for layer, q in order]
+    calibrated = [None if e is None else (rule.passes(e[0].norm_eps, e[1].norm_eps)
+                                          and rule.passes(e[0].worst_eps, e[1].worst_eps))
+                  for e in errs]
+    ok = [c.passed if (policy == "allclose" or k is None) else k
+          for c, k in zip(base, calibrated, strict=True)]
 
     lazy: dict[str, GradientSet] = {}
 
@@ -130,21 +159,24 @@ def judge_layer_own(
     kinks = kink_counts(case, reference, actual)
     sat = saturated_examples(case, reference)
     out: list[TensorVerdict] = []
-    def verdict(layer: int, q: str, c, status: str, reason: str = "", code: str = ""
-                ) -> TensorVerdict:
-        return TensorVerdict(layer, q, c, status, reason, against="reference upstream",
-                             reason_code=code, passed=c.passed)
+    def verdict(i: int, status: str, reason: str = "", code: str = "") -> TensorVerdict:
+        (layer, q), e = order[i], errs[i]
+        return TensorVerdict(layer, q, base[i], status, reason, against="reference upstream",
+                             reason_code=code, passed=ok[i],
+                             oracle=None if e is None else e[0],
+                             reference_oracle=None if e is None else e[1],
+                             calibrated_passed=calibrated[i])
 
-    for (layer, q), c in zip(order, base, strict=True):
-        def row(status: str, reason: str = "", code: str = "", _k=(layer, q, c)
-                ) -> TensorVerdict:
-            return verdict(*_k, status, reason, code)
-        if c.passed:
+    for i, ((layer, q), c) in enumerate(zip(order, base, strict=True)):
+        def row(status: str, reason: str = "", code: str = "", _i=i) -> TensorVerdict:
+            return verdict(_i, status, reason, code)
+        if ok[i]:
             out.append(row("pass"))
             continue
-        if kinks and _compare(actual, alt("kink", lambda: reference_steps(
-                case, reference, kinks=conv, z_at=actual.forward)), layer, q, tolerance,
-                spec.dtype).passed:
+        policy_oracle = oracle if policy == "calibrated" else None
+        if kinks and _explained_by(actual, alt("kink", lambda: reference_steps(
+                case, reference, kinks=conv, z_at=actual.forward)), policy_oracle, layer, q,
+                tolerance, case, rule):
             out.append(row("kink", _kink_reason(spec, kinks, conv, backend), "kink"))
             continue
         explained = _output_explanation(case, reference, c, layer, q, sat)
@@ -157,13 +189,14 @@ def judge_layer_own(
             out.append(row("saturation", f"composed {spec.head} saturates at the output",
                            "saturation"))
             continue
-        if _compare(actual, alt("outputs", lambda: reference_steps(
-                case, reference, kinks=conv, from_outputs=True)), layer, q, tolerance,
-                spec.dtype).passed:
+        if _explained_by(actual, alt("outputs", lambda: reference_steps(
+                case, reference, kinks=conv, from_outputs=True)), policy_oracle, layer, q,
+                tolerance, case, rule):
             out.append(row("rounding", "derivative taken from the rounded output "
                            "(s(1 - s), 1 - tanh^2), as autodiff does", "rounding"))
             continue
-        code, reason = _classify_failure(actual, reference, layer, q, c, tolerance, case)
+        code, reason = failure_reason(actual, reference, layer, q, c, tolerance, case,
+                                      errs[i], calibrated[i], rule)
         out.append(row("fail", reason, code))
     return out
 

@@ -265,21 +265,8 @@ def judge(
                          rule):
             out.append(row(i, "rounding", OUTPUT_FORM_TEXT, "rounding"))
             continue
-        code, reason = _classify_failure(actual, reference, layer, q, c, tolerance, case)
-        if c.passed and errs[i] is not None:  # failed the calibrated rule only
-            e_b, e_r = errs[i]
-            code, reason = "rounding", (
-                f"within atol/rtol, but less accurate than the reference: error vs the "
-                f"{oracle_label(case)} oracle {e_b.norm_eps:.3g} eps normwise, "
-                f"{e_b.worst_eps:.3g} worst, exceeds {rule.describe()} (reference: "
-                f"{e_r.norm_eps:.3g}, {e_r.worst_eps:.3g})")
-        if code == "mismatch" and calibrated[i]:
-            e_b, e_r = errs[i]
-            code, reason = "rounding", (
-                f"{reason}; but its error vs the {oracle_label(case)} oracle "
-                f"({e_b.norm_eps:.3g} eps normwise, {e_b.worst_eps:.3g} worst) is within "
-                f"{rule.describe()} (reference: {e_r.norm_eps:.3g}, {e_r.worst_eps:.3g}): "
-                "rounding, which --policy calibrated accepts")
+        code, reason = failure_reason(actual, reference, layer, q, c, tolerance, case,
+                                      errs[i], calibrated[i], rule)
         out.append(row(i, "fail", reason, code))
     return out
 
@@ -392,6 +379,30 @@ def _known_factors(m: int, n_out: int) -> list[tuple[float, str]]:
         (1.0 / n_out, "1/n_out: a mean over outputs as well as examples"),
         (float(n_out), "n_out"),
     ]
+
+
+def failure_reason(actual: GradientSet, reference: GradientSet, layer: int, q: str,
+                   c: TensorComparison, tol: Tolerance, case: Case,
+                   errs: tuple[OracleError, OracleError] | None, calibrated: bool | None,
+                   rule: CalibratedRule) -> tuple[str, str]:
+    """(reason_code, reason) of a failing, unexplained tensor: ``rounding`` when one of the
+    two rules accepts it, else nonfinite / convention / mismatch."""
+    code, reason = _classify_failure(actual, reference, layer, q, c, tol, case)
+    if c.passed and errs is not None:  # failed the calibrated rule only
+        e_b, e_r = errs
+        return "rounding", (
+            f"within atol/rtol, but less accurate than the reference: error vs the "
+            f"{oracle_label(case)} oracle {e_b.norm_eps:.3g} eps normwise, "
+            f"{e_b.worst_eps:.3g} worst, exceeds {rule.describe()} (reference: "
+            f"{e_r.norm_eps:.3g}, {e_r.worst_eps:.3g})")
+    if code == "mismatch" and calibrated and errs is not None:
+        e_b, e_r = errs
+        return "rounding", (
+            f"{reason}; but its error vs the {oracle_label(case)} oracle "
+            f"({e_b.norm_eps:.3g} eps normwise, {e_b.worst_eps:.3g} worst) is within "
+            f"{rule.describe()} (reference: {e_r.norm_eps:.3g}, {e_r.worst_eps:.3g}): "
+            "rounding, which --policy calibrated accepts")
+    return code, reason
 
 
 def _classify_failure(actual: GradientSet, reference: GradientSet, layer: int, q: str,

@@ -93,3 +93,18 @@ def test_frameworks_layer_by_layer_agree_with_the_reference(name, dtype):
                            kink_conventions=b.kink_conventions(dtype), backend=name)
     assert {r.status for r in rows} <= {"pass", "rounding"}
     assert len(rows) == len({(r.layer, r.quantity) for r in rows})
+
+
+def test_layer_own_rows_carry_oracle_metrics_and_the_calibrated_verdict():
+    case = make_case(SPEC)
+    ref = reference_gradients(case)
+    b = BrokenLayer(2)
+    rows = judge_layer_own(case, backend_steps(b, case, ref), ref,
+                           tolerance=DEFAULT_TOLERANCES["float64"], backend=b.name,
+                           policy="calibrated")
+    by_key = {r.key: r for r in rows}
+    if np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps:
+        pytest.skip("no oracle for float64 here")
+    assert by_key["dW3"].calibrated_passed and by_key["dW3"].oracle.norm_eps < 16
+    assert by_key["dZ2"].status == "fail" and not by_key["dZ2"].calibrated_passed
+    assert by_key["dZ2"].oracle.norm_eps > 1e6

@@ -130,13 +130,15 @@ def evaluate_case(
             try:
                 own = judge_layer_own(case, backend_steps(b, case, ref), ref,
                                       tolerance=tolerances[spec.dtype], backend=b.name,
-                                      kink_conventions=b.kink_conventions(spec.dtype))
+                                      kink_conventions=b.kink_conventions(spec.dtype),
+                                      policy=policy, rule=rule)
             except Exception as exc:  # noqa: BLE001 - isolate, keep sweeping
                 row = status_row(spec, b.name, "error",
                                  f"layer-own: {type(exc).__name__}: {exc}")
                 result.rows.append(dict(row, mode="layer_own"))
                 continue
-            result.rows.extend(verdict_rows(spec, b.name, own, policy="allclose",
+            result.rows.extend(verdict_rows(spec, b.name, own, policy=policy,
+                                            oracle=oracle_name(spec.dtype),
                                             mode="layer_own"))
     if case_id != spec.case_id:
         for r in result.rows:
