@@ -47,7 +47,9 @@ def check_policy_option(policy: str) -> None:
 
 def check_tolerance_options(args) -> None:
     """``--rtol`` / ``--atol``: finite and non-negative when given."""
+    from gradparity.errors import check_finite_nonnegative
+
     for flag in ("rtol", "atol"):
         v = getattr(args, flag)
-        if v is not None and not (v >= 0 and v != float("inf")):
-            raise UsageError(f"--{flag}={v!r}: expected a finite number >= 0")
+        if v is not None:
+            check_finite_nonnegative(f"--{flag}", v)
