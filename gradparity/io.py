@@ -49,8 +49,7 @@ def write_folder_atomically(out_dir: str | Path, files: Mapping[str, Writer]) ->
     try:
         for name, write in files.items():
             path = tmp / name
-            write(path)
-            path.chmod(_file_mode())
+            write(path)  # written with open(): the umask's mode already
             _fsync(path)
         tmp.chmod(_dir_mode())
         old = None
