@@ -18,7 +18,6 @@ from gradparity.commands.common import (
 )
 from gradparity.errors import UsageError
 
-
 #: Where runs write by default: an ignored folder, never the committed results (see README).
 RUNS_DIR = Path("results") / "runs"
 
