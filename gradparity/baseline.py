@@ -851,14 +851,16 @@ class Comparable:
 
 
 def load_comparable(path: str | Path, *, option: str = "A") -> Comparable:
-    """A result folder (``table.csv`` and ``environment.json``, as ``gradparity run``
-    writes them) or a baseline file, as rows with `ROW_COLUMNS`; one-line `UsageError`
+    """A result folder (``table.csv``, or ``table.csv.gz``, and ``environment.json``, as
+    ``gradparity run`` writes them) or a baseline file, as rows with `ROW_COLUMNS`; one-line `UsageError`
     otherwise."""
     import pandas as pd
 
     p = Path(path)
     if p.is_dir():
         table_path = p / "table.csv"
+        if not table_path.is_file() and (p / "table.csv.gz").is_file():
+            table_path = p / "table.csv.gz"
         if not table_path.is_file():
             raise UsageError(f"{option}={str(p)!r}: no table.csv in this folder, expected a "
                              "result folder of 'gradparity run' or a baseline file")
@@ -896,8 +898,8 @@ def diff_results(a: pd.DataFrame, b: pd.DataFrame, *, factor: float = DEFAULT_FA
     `accuracy_limits` (``max(factor x other error, multiplier x own reference error +
     floor)``): both are as accurate as their own machine's rounding allows, or as each
     other. Otherwise it is ``beyond_budget``. ``status`` is a changed status, ``only_a`` /
-    ``only_b`` a row on one side. Returns `DIFF_COLUMNS`, worst change first, then in
-    ``a``'s order.
+    ``only_b`` a row on one side. Returns `DIFF_COLUMNS`, worst change first, then the
+    largest change of the normwise error (in eps) first, then in ``a``'s order.
     """
     import numpy as np
     import pandas as pd
@@ -951,8 +953,11 @@ def diff_results(a: pd.DataFrame, b: pd.DataFrame, *, factor: float = DEFAULT_FA
         ["only_a", "only_b", "status", "beyond_budget", "same"], default="within_budget")
     out.insert(0, "change", change)
     rank = {c: i for i, c in enumerate(CHANGES)}
+    with np.errstate(all="ignore"):
+        moved = np.abs(out["err_b"].to_numpy() - out["err_a"].to_numpy())
+    moved = np.nan_to_num(moved, nan=0.0, posinf=np.finfo(np.float64).max)
     order = np.lexsort((m["_pos_b"].fillna(len(m)).to_numpy(),
-                        m["_pos_a"].fillna(len(m)).to_numpy(),
+                        m["_pos_a"].fillna(len(m)).to_numpy(), -moved,
                         out["change"].map(rank).to_numpy()))
     return out.iloc[order].reset_index(drop=True)[list(DIFF_COLUMNS)]
 
