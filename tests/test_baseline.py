@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gradparity import baseline as bl
-from gradparity.baseline import (
+from gradparity.ci import baseline as bl
+from gradparity.ci.baseline import (
     Baseline,
     BaselineCase,
     BaselineError,
@@ -25,13 +25,13 @@ from gradparity.baseline import (
     loads,
     save_baseline,
 )
-from gradparity.case import make_case
 from gradparity.cli import main
-from gradparity.errors import UsageError
+from gradparity.core.errors import UsageError
+from gradparity.core.spec import Spec
 from gradparity.experiments.suites import default_suite
 from gradparity.experiments.toml_suite import load_suite_file
+from gradparity.reference.case import make_case
 from gradparity.reference.mlp import reference_gradients
-from gradparity.spec import Spec
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "results" / "baseline.json"

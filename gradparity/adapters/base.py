@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from gradparity.gradients import GradientSet
+from gradparity.core.gradients import GradientSet
 
 #: Keys of `Backend.kink_conventions`: hidden activations with a kink at 0, and the L1 head.
 KINK_KEYS: tuple[str, ...] = ("relu", "leaky_relu", "linear_l1")

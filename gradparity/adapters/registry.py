@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib
 
 from gradparity.adapters.base import Backend, dist_version
-from gradparity.errors import UsageError
-from gradparity.gradients import GradientSet
+from gradparity.core.errors import UsageError
+from gradparity.core.gradients import GradientSet
 
 #: Backend names, in table order.
 BACKENDS: tuple[str, ...] = ("reference", "torch", "jax")

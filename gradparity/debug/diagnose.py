@@ -38,11 +38,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gradparity.core.spec import HEADS, LEAKY_SLOPE
 from gradparity.debug.equations import Getter, Net, evaluate
 from gradparity.debug.quantities import key, split
 from gradparity.reference.activations import ACTIVATION_FUNCS
 from gradparity.reference.heads import softmax
-from gradparity.spec import HEADS, LEAKY_SLOPE
 
 Array = np.ndarray
 

@@ -5,19 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from gradparity.case import Case
-from gradparity.commands.common import EXIT_FAIL, EXIT_OK
+from gradparity.cli.common import EXIT_FAIL, EXIT_OK
+from gradparity.core.gradients import GradientSet
+from gradparity.core.spec import Spec
 from gradparity.debug.conventions import Convention
 from gradparity.debug.localize import Check, first_divergence
 from gradparity.debug.user_code import Location
-from gradparity.gradients import GradientSet
-from gradparity.spec import Spec
-from gradparity.tolerances import Tolerance
+from gradparity.judge.tolerances import Tolerance
+from gradparity.reference.case import Case
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from gradparity.verdict import TensorVerdict
+    from gradparity.judge.verdict import TensorVerdict
 
 #: The backend name of the user's code in the table.
 USER = "user"
@@ -47,7 +47,7 @@ class FrameworkRun:
 
     @property
     def failing(self) -> list[TensorVerdict]:
-        from gradparity.verdict import FAILING
+        from gradparity.judge.verdict import FAILING
 
         return [v for v in self.verdicts if v.status in FAILING]
 

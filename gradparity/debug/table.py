@@ -72,7 +72,7 @@ def debug_rows(result: DebugResult) -> list[dict[str, object]]:
 
 
 def make_debug_table(result: DebugResult) -> pd.DataFrame:
-    from gradparity.environment import environment
+    from gradparity.experiments.environment import environment
     from gradparity.experiments.tables import make_table
 
     return make_table(debug_rows(result), environment())

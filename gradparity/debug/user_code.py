@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from gradparity.errors import UsageError
+from gradparity.core.errors import UsageError
 
 #: Keys of the seed's gradient dict and forward cache.
 GRAD_KEY = re.compile(r"^d(Z|W|b|A)(\d+)$")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradparity.spec import ELU_ALPHA, LEAKY_SLOPE
+from gradparity.core.spec import ELU_ALPHA, LEAKY_SLOPE
 
 Array = np.ndarray
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gradparity.core.spec import HUBER_DELTA
 from gradparity.reference.activations import (
     identity,
     sigmoid,
@@ -31,7 +32,6 @@ from gradparity.reference.activations import (
     tanh,
     tanh_prime,
 )
-from gradparity.spec import HUBER_DELTA
 
 Array = np.ndarray
 

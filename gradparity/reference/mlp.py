@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from gradparity.gradients import GradientSet
+from gradparity.core.gradients import GradientSet
 from gradparity.reference.activations import ACTIVATION_FUNCS
 from gradparity.reference.heads import HEAD_FUNCS
 

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from gradparity.errors import SpecError
+from gradparity.core.errors import SpecError
 
 #: Hidden-layer activations, in the order tables list them.
 ACTIVATIONS: tuple[str, ...] = (

@@ -7,8 +7,9 @@ floats written with ``repr`` so they read back bit for bit) holding:
   backends it ran on and its tolerances, so the file alone is enough to run it again;
 * ``rows``: one per (case_id, backend, against, layer, quantity), with the status, the
   compared metrics (`COMPARED_METRICS`) and a floor for each (`FLOOR_COLUMNS`);
-* ``environment``: versions, BLAS, CPU (`gradparity.environment`), to warn when a check runs
-  on a different stack. No timestamps: saving the same run twice gives the same bytes.
+* ``environment``: versions, BLAS, CPU (`gradparity.experiments.environment`), to warn
+  when a check runs on a different stack. No timestamps: saving the same run twice gives
+  the same bytes.
 
 `compare_with_baseline` reports, for a new table of the same cases, every
 
@@ -45,14 +46,14 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gradparity.errors import SpecError, UsageError
-from gradparity.spec import Spec
+from gradparity.core.errors import SpecError, UsageError
+from gradparity.core.spec import Spec
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from gradparity.case import Case
-    from gradparity.gradients import GradientSet
+    from gradparity.core.gradients import GradientSet
+    from gradparity.reference.case import Case
 
 FORMAT = "gradparity-baseline"
 VERSION = 1
@@ -181,8 +182,8 @@ def _permuted_reference(case: Case, seed: int) -> GradientSet:
     mapped back to the original order."""
     import numpy as np
 
-    from gradparity.case import Case as _Case
-    from gradparity.gradients import GradientSet as _GS
+    from gradparity.core.gradients import GradientSet as _GS
+    from gradparity.reference.case import Case as _Case
     from gradparity.reference.mlp import reference_gradients
 
     spec = case.spec
@@ -229,8 +230,8 @@ def tensor_floors(case: Case, reference: GradientSet, *,
     """
     import numpy as np
 
-    from gradparity.compare import compare_arrays
-    from gradparity.gradients import backprop_order
+    from gradparity.core.gradients import backprop_order
+    from gradparity.judge.compare import compare_arrays
 
     spec = case.spec
     dtype = np.dtype(spec.dtype)
@@ -264,7 +265,7 @@ def tensor_floors(case: Case, reference: GradientSet, *,
 
 def spec_floors(spec: Spec) -> dict[tuple[int, str], tuple[float, float]]:
     """`tensor_floors` of the reference on ``make_case(spec)`` (empty if it raises)."""
-    from gradparity.case import make_case
+    from gradparity.reference.case import make_case
     from gradparity.reference.mlp import reference_gradients
 
     try:
@@ -352,7 +353,7 @@ def make_baseline(
 ) -> tuple[Baseline, pd.DataFrame]:
     """Run ``specs`` (`run_specs`) and return the baseline and the run's table."""
     from gradparity.experiments.runner import run_specs
-    from gradparity.tolerances import resolve_tolerances
+    from gradparity.judge.tolerances import resolve_tolerances
 
     tol = dict(tolerances or resolve_tolerances())
     table = run_specs(specs, backends=backends, tolerances=tol, progress=progress,
@@ -474,7 +475,7 @@ def _dec_case(obj: Any, i: int, where: str) -> BaselineCase:
     rerun = obj.get("rerun", True)
     if not isinstance(rerun, bool):
         raise _err(where, f"{at}.rerun={rerun!r}: expected true or false")
-    from gradparity.policy import POLICIES
+    from gradparity.judge.policy import POLICIES
 
     policy = obj.get("policy", "allclose")
     if policy not in POLICIES:
@@ -582,7 +583,7 @@ def load_baseline(path: str | Path) -> Baseline:
 
 def save_baseline(baseline: Baseline, path: str | Path, *, force: bool = False) -> Path:
     """Write ``baseline`` atomically; an existing file is replaced only with ``force``."""
-    from gradparity.io import text_writer, write_file_atomically
+    from gradparity.experiments.io import text_writer, write_file_atomically
 
     p = Path(path)
     if p.is_dir():
@@ -628,10 +629,10 @@ def rerun_baseline(baseline: Baseline, *, progress: Callable[..., None] | None =
     """
     import pandas as pd
 
-    from gradparity.environment import environment
+    from gradparity.core.spec import DTYPES
+    from gradparity.experiments.environment import environment
     from gradparity.experiments.runner import run_specs
-    from gradparity.spec import DTYPES
-    from gradparity.tolerances import Tolerance
+    from gradparity.judge.tolerances import Tolerance
 
     groups: dict[tuple[tuple[str, ...], float, float, str], list[Spec]] = {}
     for c in baseline.cases:
@@ -796,7 +797,7 @@ def compare_with_baseline(baseline: Baseline | pd.DataFrame, table: pd.DataFrame
 
 
 def _worst_status(statuses: Iterable[str]) -> str:
-    from gradparity.verdict import STATUSES
+    from gradparity.judge.verdict import STATUSES
 
     rank = {s: i for i, s in enumerate(STATUSES)}
     return max(statuses, key=lambda s: rank.get(s, len(rank)), default="")

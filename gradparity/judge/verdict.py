@@ -33,15 +33,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradparity.case import Case
-from gradparity.compare import TensorComparison, compare_arrays
-from gradparity.gradients import GradientSet, backprop_order
-from gradparity.oracle import OracleError, oracle_error
-from gradparity.policy import DEFAULT_RULE, CalibratedRule, check_policy
+from gradparity.core.gradients import GradientSet, backprop_order
+from gradparity.judge.compare import TensorComparison, compare_arrays
+from gradparity.judge.policy import DEFAULT_RULE, CalibratedRule, check_policy
+from gradparity.judge.tolerances import Tolerance
 from gradparity.reference.activations import ACTIVATION_FUNCS, derivatives_from_outputs
+from gradparity.reference.case import Case
 from gradparity.reference.heads import HEAD_FUNCS, SATURATION_P
 from gradparity.reference.mlp import REFERENCE_KINKS, reference_gradients
-from gradparity.tolerances import Tolerance
+from gradparity.reference.oracle import OracleError, oracle_error
 
 STATUSES: tuple[str, ...] = (
     "pass", "rounding", "kink", "saturation", "fail", "error", "skipped",
@@ -161,9 +161,9 @@ def judge(
         actual: the backend's gradients; reference: the same-dtype reference's.
         tolerance: atol/rtol of the case's dtype (allclose rule).
         kink_conventions: the backend's derivatives at kinks (see `Backend`).
-        oracle: the reference in a wider dtype (`gradparity.oracle`), for the oracle
+        oracle: the reference in a wider dtype (`gradparity.reference.oracle`), for the oracle
             metrics and the calibrated rule; ``None`` leaves them empty.
-        policy: ``"allclose"`` or ``"calibrated"`` (see `gradparity.policy`).
+        policy: ``"allclose"`` or ``"calibrated"`` (see `gradparity.judge.policy`).
         rule: the calibrated rule's multiplier and floor.
     """
     check_policy(policy)
@@ -359,7 +359,7 @@ def _precision_problem(actual: GradientSet, reference: GradientSet,
 
 
 def oracle_label(case: Case) -> str:
-    from gradparity.oracle import oracle_name
+    from gradparity.reference.oracle import oracle_name
 
     return oracle_name(case.dtype)
 

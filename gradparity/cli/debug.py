@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gradparity.commands.common import check_tolerance_options, csv_list
-from gradparity.errors import UsageError
+from gradparity.cli.common import check_tolerance_options, csv_list
+from gradparity.core.errors import UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -70,7 +70,7 @@ def _check_out(out: str | None) -> None:
         return
     path = Path(out)
     if path.suffix == ".parquet":
-        from gradparity.io import have_parquet
+        from gradparity.experiments.io import have_parquet
 
         if not have_parquet():
             raise UsageError(f"--out={out!r}: parquet needs pyarrow (pip install "
@@ -79,7 +79,7 @@ def _check_out(out: str | None) -> None:
         raise UsageError(f"--out={out!r}: expected a .csv or .parquet file, or a folder")
     if path.exists() and path.is_dir() != (path.suffix == ""):
         raise UsageError(f"--out={out!r}: exists and is a {'folder' if path.is_dir() else 'file'}")
-    from gradparity.io import check_output_file, check_output_folder
+    from gradparity.experiments.io import check_output_file, check_output_folder
 
     if path.suffix:
         check_output_file(path)
@@ -88,7 +88,7 @@ def _check_out(out: str | None) -> None:
 
 
 def _write(result, out: str) -> Path:
-    from gradparity.io import (
+    from gradparity.experiments.io import (
         csv_writer,
         json_writer,
         parquet_writer,

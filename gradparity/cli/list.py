@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from gradparity.commands.common import EXIT_OK
+from gradparity.cli.common import EXIT_OK
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,8 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from gradparity.adapters.registry import available_backends
+    from gradparity.core.spec import ACTIVATIONS, DTYPES, HEADS, REGIMES
     from gradparity.experiments.suites import SUITES
-    from gradparity.spec import ACTIVATIONS, DTYPES, HEADS, REGIMES
 
     print("suites:")
     for name, (make, desc) in SUITES.items():

@@ -12,9 +12,9 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from gradparity.commands import COMMANDS
-from gradparity.commands.common import EXIT_OK, EXIT_USAGE
-from gradparity.errors import UsageError
+from gradparity.cli.commands import COMMANDS
+from gradparity.cli.common import EXIT_OK, EXIT_USAGE
+from gradparity.core.errors import UsageError
 
 
 class _Parser(argparse.ArgumentParser):

@@ -5,7 +5,7 @@ reference (the per-dtype tables in `tolerances`).
 
 ``calibrated``: a backend's tensor passes when its distance to the higher-precision
 oracle is not much larger than the same-dtype reference's own distance to it, normwise and
-for the worst element (both in units of the dtype's eps; see `gradparity.oracle`)::
+for the worst element (both in units of the dtype's eps; see `gradparity.reference.oracle`)::
 
     backend_err <= multiplier * reference_err + floor_eps
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gradparity.errors import SpecError, check_finite_nonnegative
+from gradparity.core.errors import SpecError, check_finite_nonnegative
 
 POLICIES: tuple[str, ...] = ("allclose", "calibrated")
 

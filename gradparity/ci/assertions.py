@@ -32,17 +32,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gradparity.adapters.registry import DEFAULT_BACKENDS
-from gradparity.case import Case
-from gradparity.errors import UsageError
-from gradparity.spec import Spec
+from gradparity.core.errors import UsageError
+from gradparity.core.spec import Spec
+from gradparity.reference.case import Case
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from gradparity.adapters.base import Backend
-    from gradparity.baseline import BaselineCase
+    from gradparity.ci.baseline import BaselineCase
     from gradparity.experiments.runner import CaseResult
-    from gradparity.verdict import TensorVerdict
+    from gradparity.judge.verdict import TensorVerdict
 
 #: Failing (case, backend) pairs shown in full in a message; the rest are listed.
 MAX_SHOWN = 5
@@ -177,12 +177,12 @@ def check_grads(
 ) -> ParityResult:
     """Judge every backend on every case; never raises for a mismatch (see
     `assert_grads_match`). ``floors=True`` also measures the baseline floors."""
-    from gradparity.baseline import BaselineCase, tensor_floors
-    from gradparity.environment import environment
+    from gradparity.ci.baseline import BaselineCase, tensor_floors
+    from gradparity.experiments.environment import environment
     from gradparity.experiments.runner import evaluate_case
     from gradparity.experiments.tables import make_table
-    from gradparity.policy import check_policy
-    from gradparity.tolerances import resolve_tolerances
+    from gradparity.judge.policy import check_policy
+    from gradparity.judge.tolerances import resolve_tolerances
 
     items = _as_cases(spec_or_model)
     check_policy(policy)
@@ -230,7 +230,7 @@ def assert_grads_match(
         rtol, atol: tolerances for every dtype; ``None`` keeps the per-dtype defaults
             (torch.testing's).
         policy: ``"allclose"`` (default) or ``"calibrated"`` (error against the
-            higher-precision oracle; see `gradparity.policy`), as ``gradparity run
+            higher-precision oracle; see `gradparity.judge.policy`), as ``gradparity run
             --policy``.
 
     Returns:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradparity.errors import SpecError, check_finite_nonnegative
+from gradparity.core.errors import SpecError, check_finite_nonnegative
 
 
 @dataclass(frozen=True)

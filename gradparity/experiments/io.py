@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from gradparity.errors import UsageError
+from gradparity.core.errors import UsageError
 
 Writer = Callable[[Path], None]
 

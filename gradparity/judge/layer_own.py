@@ -19,14 +19,10 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from gradparity.case import Case
-from gradparity.gradients import GradientSet, backprop_order
-from gradparity.oracle import oracle_dtype
-from gradparity.policy import DEFAULT_RULE, CalibratedRule
-from gradparity.reference.activations import derivatives_from_outputs
-from gradparity.reference.mlp import layer_step
-from gradparity.tolerances import Tolerance
-from gradparity.verdict import (
+from gradparity.core.gradients import GradientSet, backprop_order
+from gradparity.judge.policy import DEFAULT_RULE, CalibratedRule
+from gradparity.judge.tolerances import Tolerance
+from gradparity.judge.verdict import (
     TensorVerdict,
     _agrees_where_untainted,
     _compare,
@@ -38,6 +34,10 @@ from gradparity.verdict import (
     kink_counts,
     saturated_examples,
 )
+from gradparity.reference.activations import derivatives_from_outputs
+from gradparity.reference.case import Case
+from gradparity.reference.mlp import layer_step
+from gradparity.reference.oracle import oracle_dtype
 
 Array = np.ndarray
 Step = dict[str, Array]
@@ -134,7 +134,7 @@ def judge_layer_own(
     rule: CalibratedRule = DEFAULT_RULE,
 ) -> list[TensorVerdict]:
     """Rows for every (layer, quantity) of the layer-own run, with statuses and reasons;
-    oracle metrics and the calibrated rule as end to end (`gradparity.verdict.judge`)."""
+    oracle metrics and the calibrated rule as end to end (`gradparity.judge.verdict.judge`)."""
     spec = case.spec
     L = spec.depth
     actual = stitch(case, steps, backend)

@@ -1,6 +1,6 @@
 """The harness tests itself: known faults must be flagged, unmodified backends must not be.
 
-For every case of a suite, each fault of `gradparity.faults` is injected into a copy of the
+For every case of a suite, each fault of `gradparity.selftest.faults` is injected into a copy of the
 reference and the result is judged exactly as a backend would be (same explanations:
 kinks, saturation, rounding). A fault is
 
@@ -31,14 +31,14 @@ import numpy as np
 import pandas as pd
 
 from gradparity.adapters.registry import get_backend
-from gradparity.case import Case, make_case
-from gradparity.faults import FAULTS, faulty_backpropagation, inject
-from gradparity.gradients import GradientSet
-from gradparity.oracle import oracle_gradients
+from gradparity.core.gradients import GradientSet
+from gradparity.core.spec import Spec
+from gradparity.judge.tolerances import Tolerance, resolve_tolerances
+from gradparity.judge.verdict import FAILING, judge
+from gradparity.reference.case import Case, make_case
 from gradparity.reference.mlp import REFERENCE_KINKS, reference_gradients
-from gradparity.spec import Spec
-from gradparity.tolerances import Tolerance, resolve_tolerances
-from gradparity.verdict import FAILING, judge
+from gradparity.reference.oracle import oracle_gradients
+from gradparity.selftest.faults import FAULTS, faulty_backpropagation, inject
 
 Progress = Callable[[int, int, Spec], None]
 

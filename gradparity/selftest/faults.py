@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradparity.case import Case
-from gradparity.gradients import GradientSet
+from gradparity.core.gradients import GradientSet
 from gradparity.reference.activations import ACTIVATION_FUNCS
+from gradparity.reference.case import Case
 from gradparity.reference.heads import HEAD_FUNCS
 
 Array = np.ndarray

@@ -1,6 +1,6 @@
 """``gradparity baseline save`` and ``gradparity check``: gate CI on gradient agreement.
 
-``baseline save`` runs suites and writes a baseline file (`gradparity.baseline`): every
+``baseline save`` runs suites and writes a baseline file (`gradparity.ci.baseline`): every
 spec, the backends and tolerances, and per tensor the status and error metrics.
 ``check`` runs the baseline's cases again and exits 1 on a regression: a new ``fail`` or
 ``error``, a missing or new row, or a compared metric above ``factor`` times its baseline
@@ -14,11 +14,11 @@ import math
 import sys
 from pathlib import Path
 
-from gradparity.commands.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, csv_list
-from gradparity.commands.run import case_progress, select_run, status_counts_text
-from gradparity.errors import UsageError
+from gradparity.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, csv_list
+from gradparity.cli.run import case_progress, select_run, status_counts_text
+from gradparity.core.errors import UsageError
 
-#: Shown in --help; the value lives in gradparity.baseline.DEFAULT_FACTOR (a test checks).
+#: Shown in --help; the value lives in gradparity.ci.baseline.DEFAULT_FACTOR (a test checks).
 _FACTOR_HELP = "4"
 
 
@@ -93,7 +93,7 @@ def _source(args: argparse.Namespace) -> str:
 
 
 def cmd_save(args: argparse.Namespace) -> int:
-    from gradparity.io import check_output_file, check_output_folder
+    from gradparity.experiments.io import check_output_file, check_output_folder
 
     out = check_output_file(args.out)
     if out.exists() and not args.force:
@@ -103,8 +103,8 @@ def cmd_save(args: argparse.Namespace) -> int:
     specs, labels, backends, tolerances = select_run(args)
     backends = list(dict.fromkeys(backends))
 
-    from gradparity.baseline import make_baseline, save_baseline
-    from gradparity.verdict import FAILING
+    from gradparity.ci.baseline import make_baseline, save_baseline
+    from gradparity.judge.verdict import FAILING
 
     baseline, table = make_baseline(specs, backends=backends, tolerances=tolerances,
                                     policy=args.policy, source=_source(args),
@@ -126,7 +126,7 @@ def cmd_save(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from gradparity.baseline import (
+    from gradparity.ci.baseline import (
         COMPARED_METRICS,
         DEFAULT_FACTOR,
         compare_with_baseline,
@@ -137,13 +137,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         rerun_baseline,
         rerunnable,
     )
-    from gradparity.environment import environment
+    from gradparity.experiments.environment import environment
 
     factor = DEFAULT_FACTOR if args.factor is None else args.factor
     if not (math.isfinite(factor) and factor >= 1.0):
         raise UsageError(f"--factor={args.factor!r}: expected a finite number >= 1")
     if args.out is not None:
-        from gradparity.io import check_output_folder
+        from gradparity.experiments.io import check_output_folder
 
         check_output_folder(args.out)
     baseline = load_baseline(args.baseline)

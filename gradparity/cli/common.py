@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from gradparity.errors import UsageError
+from gradparity.core.errors import UsageError
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -39,7 +39,7 @@ def check_backends_option(backends: Sequence[str]) -> None:
 
 def check_policy_option(policy: str) -> None:
     """``--policy``: one of the verdict policies."""
-    from gradparity.policy import POLICIES
+    from gradparity.judge.policy import POLICIES
 
     if policy not in POLICIES:
         raise UsageError(f"--policy={policy!r}: expected one of {', '.join(POLICIES)}")
@@ -47,7 +47,7 @@ def check_policy_option(policy: str) -> None:
 
 def check_tolerance_options(args) -> None:
     """``--rtol`` / ``--atol``: finite and non-negative when given."""
-    from gradparity.errors import check_finite_nonnegative
+    from gradparity.core.errors import check_finite_nonnegative
 
     for flag in ("rtol", "atol"):
         v = getattr(args, flag)

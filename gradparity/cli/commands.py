@@ -7,9 +7,9 @@ imports (pandas, torch, jax) go inside the handlers, so ``gradparity --help`` st
 
 #: Command modules, in the order ``gradparity --help`` lists them.
 COMMANDS: tuple[str, ...] = (
-    "gradparity.commands.run",
-    "gradparity.commands.list",
-    "gradparity.commands.baseline",
-    "gradparity.commands.debug",
-    "gradparity.commands.selftest",
+    "gradparity.cli.run",
+    "gradparity.cli.list",
+    "gradparity.cli.baseline",
+    "gradparity.cli.debug",
+    "gradparity.cli.selftest",
 )

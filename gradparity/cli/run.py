@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gradparity.commands.common import (
+from gradparity.cli.common import (
     EXIT_FAIL,
     EXIT_OK,
     check_backends_option,
@@ -16,7 +16,7 @@ from gradparity.commands.common import (
     check_tolerance_options,
     csv_list,
 )
-from gradparity.errors import UsageError
+from gradparity.core.errors import UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -90,8 +90,8 @@ def select_run(args: argparse.Namespace):
     ``--dtypes``, ``--rtol``, ``--atol`` and ``--policy`` checked (``run``, ``baseline
     save``): a `UsageError` names the first bad option."""
     from gradparity.adapters.registry import DEFAULT_BACKENDS
-    from gradparity.spec import DTYPES
-    from gradparity.tolerances import resolve_tolerances
+    from gradparity.core.spec import DTYPES
+    from gradparity.judge.tolerances import resolve_tolerances
 
     specs, labels, file_backends, file_tols = resolve_suites(args.suites)
     if args.backends is not None:
@@ -119,7 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     specs, labels, backends, tolerances = select_run(args)
     name = args.name if args.name is not None else "+".join(labels)
     check_name(name, option="--name" if args.name is not None else "name")
-    from gradparity.io import check_output_folder
+    from gradparity.experiments.io import check_output_folder
 
     out = check_output_folder(Path("results") / name if args.out is None else args.out)
 
@@ -135,14 +135,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def status_counts_text(df) -> str:
     """``"12 pass, 1 fail"``: rows per status of a result table, in `STATUSES` order."""
-    from gradparity.verdict import STATUSES
+    from gradparity.judge.verdict import STATUSES
 
     counts = df["status"].value_counts()
     return ", ".join(f"{counts[s]} {s}" for s in STATUSES if s in counts)
 
 
 def _print_outcome(df, out: Path) -> int:
-    from gradparity.verdict import FAILING
+    from gradparity.judge.verdict import FAILING
 
     print(f"{df['case_id'].nunique()} cases, {len(df)} rows: {status_counts_text(df)}")
     skipped = df[df["status"] == "skipped"].drop_duplicates("backend")

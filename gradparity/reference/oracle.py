@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradparity.case import Case
-from gradparity.gradients import GradientSet
+from gradparity.core.gradients import GradientSet
+from gradparity.reference.case import Case
 from gradparity.reference.mlp import reference_gradients
 
 

@@ -5,8 +5,8 @@ available in every pytest session. It adds:
 
 * the ``gradparity_check`` fixture: a callable
   ``check(spec_or_model=None, backends=None, *, rtol=None, atol=None, policy=None)`` that runs
-  `gradparity.assertions.assert_grads_match` and, when the session has a baseline, also
-  fails if agreement got worse than the baseline (see `gradparity.baseline`);
+  `gradparity.ci.assertions.assert_grads_match` and, when the session has a baseline, also
+  fails if agreement got worse than the baseline (see `gradparity.ci.baseline`);
 * the ``gradparity`` marker, for parametrised parity tests::
 
       @pytest.mark.gradparity(sizes=[(4, 16, 3), (4, 16, 16, 3)], activation=["relu", "gelu"],
@@ -39,8 +39,8 @@ import pytest
 if TYPE_CHECKING:
     import pandas as pd
 
-    from gradparity.assertions import ParityResult
-    from gradparity.baseline import Baseline
+    from gradparity.ci.assertions import ParityResult
+    from gradparity.ci.baseline import Baseline
 
 _CHECK_OPTIONS = ("backends", "rtol", "atol", "policy")
 _UPDATE_SOURCE = "pytest --gradparity-update-baseline"
@@ -79,7 +79,7 @@ class _Session:
                                     "without pytest-xdist's -n")
         state = cls(path, update, factor)
         if path is not None and (not update or path.exists()):
-            from gradparity.baseline import BaselineError, load_baseline
+            from gradparity.ci.baseline import BaselineError, load_baseline
 
             try:
                 state.baseline = load_baseline(path)
@@ -93,7 +93,7 @@ class _Session:
 
     # -- per check ------------------------------------------------------------------------
     def record(self, result: ParityResult) -> None:
-        from gradparity.baseline import Baseline, rows_from_table
+        from gradparity.ci.baseline import Baseline, rows_from_table
 
         new = Baseline(cases=list(result.cases),
                        rows=rows_from_table(result.table, result.floors),
@@ -103,7 +103,7 @@ class _Session:
 
     def regressions(self, result: ParityResult) -> str:
         """The regression report of ``result`` against the baseline, or ``""``."""
-        from gradparity.baseline import (
+        from gradparity.ci.baseline import (
             DEFAULT_FACTOR,
             compare_with_baseline,
             format_regressions,
@@ -141,7 +141,7 @@ class _Session:
 
     # -- end of session --------------------------------------------------------------------
     def write(self, exitstatus: int) -> None:
-        from gradparity.baseline import save_baseline
+        from gradparity.ci.baseline import save_baseline
 
         if exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR,
                           pytest.ExitCode.USAGE_ERROR):
@@ -192,7 +192,7 @@ def pytest_report_header(config: pytest.Config) -> str | None:
         return None
     if state.update:
         return f"gradparity: writing baseline {state.path}"
-    from gradparity.baseline import DEFAULT_FACTOR
+    from gradparity.ci.baseline import DEFAULT_FACTOR
 
     assert state.baseline is not None
     factor = DEFAULT_FACTOR if state.factor is None else state.factor
@@ -216,8 +216,8 @@ def _lists(value: Any) -> Any:
 def marker_specs(args: list[Any], fields: dict[str, Any]) -> list[Any]:
     """The specs of a ``gradparity`` marker: its Spec arguments, or the sweep of its
     spec-field keywords."""
-    from gradparity.errors import UsageError
-    from gradparity.spec import Spec
+    from gradparity.core.errors import UsageError
+    from gradparity.core.spec import Spec
 
     where = "@pytest.mark.gradparity"
     specs: list[Spec] = []
@@ -252,7 +252,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "gradparity_spec" not in metafunc.fixturenames:
         pytest.fail(f"{metafunc.definition.nodeid}: @pytest.mark.gradparity needs the "
                     "gradparity_check (or gradparity_spec) fixture", pytrace=False)
-    from gradparity.errors import UsageError
+    from gradparity.core.errors import UsageError
 
     args, fields, _ = _marker_split(marker)
     try:
@@ -284,7 +284,7 @@ class GradparityCheck:
         regression against it; returns the result table. Without ``spec_or_model``, the
         item's spec from ``@pytest.mark.gradparity``."""
         __tracebackhide__ = True
-        from gradparity.assertions import DEFAULT_BACKENDS, check_grads
+        from gradparity.ci.assertions import DEFAULT_BACKENDS, check_grads
 
         target = self.spec if spec_or_model is None else spec_or_model
         if target is None:

@@ -42,11 +42,11 @@ from typing import Any
 
 import numpy as np
 
-from gradparity.case import Case
+from gradparity.core.spec import ACTIVATIONS, ELU_ALPHA, HEADS, HUBER_DELTA, LEAKY_SLOPE
 from gradparity.reference.activations import ACTIVATION_FUNCS
+from gradparity.reference.case import Case
 from gradparity.reference.heads import HEAD_FUNCS
 from gradparity.reference.mlp import compute_loss, forward_propagation
-from gradparity.spec import ACTIVATIONS, ELU_ALPHA, HEADS, HUBER_DELTA, LEAKY_SLOPE
 
 Array = np.ndarray
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from gradparity.spec import HEADS, Spec
+from gradparity.core.spec import HEADS, Spec
 
 Array = np.ndarray
 

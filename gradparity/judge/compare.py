@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from gradparity.tolerances import eps
+from gradparity.judge.tolerances import eps
 
 Array = np.ndarray
 

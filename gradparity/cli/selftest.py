@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gradparity.commands.common import (
+from gradparity.cli.common import (
     EXIT_FAIL,
     EXIT_OK,
     check_backends_option,
@@ -37,19 +37,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_selftest(args: argparse.Namespace) -> int:
     from gradparity.adapters.registry import DEFAULT_BACKENDS
-    from gradparity.commands.run import resolve_suites
+    from gradparity.cli.run import resolve_suites
 
     check_policy_option(args.policy)
     backends = list(DEFAULT_BACKENDS) if args.backends is None else args.backends
     check_backends_option(backends)
     specs, labels, _, _ = resolve_suites([args.suite])
     if args.out is not None:
-        from gradparity.io import check_output_folder
+        from gradparity.experiments.io import check_output_folder
 
         check_output_folder(args.out)
 
-    from gradparity.io import csv_writer, text_writer, write_folder_atomically
-    from gradparity.selftest import run_selftest, selftest_markdown
+    from gradparity.experiments.io import csv_writer, text_writer, write_folder_atomically
+    from gradparity.selftest.run import run_selftest, selftest_markdown
 
     def progress(i, total, spec):
         if not args.quiet:

@@ -1,0 +1,2 @@
+"""The vocabulary every layer shares: the spec of a case, the gradient set, errors and
+exit codes."""
