@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from gradparity.core import __version__
 from gradparity.core.errors import SpecError, UsageError
 from gradparity.core.gradients import GradientSet, backprop_order
 from gradparity.core.spec import ACTIVATIONS, HEADS, Spec, head_forms
@@ -18,8 +19,6 @@ from gradparity.judge.compare import TensorComparison, compare_arrays
 from gradparity.judge.tolerances import DEFAULT_TOLERANCES, Tolerance, resolve_tolerances
 from gradparity.reference.case import Case, make_case
 from gradparity.reference.mlp import backpropagation, forward_propagation, reference_gradients
-
-__version__ = "0.1.0"
 
 _LAZY = {
     "get_backend": "gradparity.adapters.registry",

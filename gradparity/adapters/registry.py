@@ -53,9 +53,9 @@ class ReferenceBackend:
         return dict(REFERENCE_KINKS)
 
     def version(self) -> str | None:
-        import gradparity
+        from gradparity.core import __version__
 
-        return f"gradparity {gradparity.__version__}, numpy {dist_version('numpy')}"
+        return f"gradparity {__version__}, numpy {dist_version('numpy')}"
 
 
 def _check_name(name: str) -> None:

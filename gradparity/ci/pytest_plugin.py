@@ -284,7 +284,8 @@ class GradparityCheck:
         regression against it; returns the result table. Without ``spec_or_model``, the
         item's spec from ``@pytest.mark.gradparity``."""
         __tracebackhide__ = True
-        from gradparity.ci.assertions import DEFAULT_BACKENDS, check_grads
+        from gradparity.adapters.registry import DEFAULT_BACKENDS
+        from gradparity.ci.assertions import check_grads
 
         target = self.spec if spec_or_model is None else spec_or_model
         if target is None:

@@ -36,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
-        from gradparity import __version__
+        from gradparity.core import __version__
 
         print(f"gradparity {__version__}")
         return EXIT_OK

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
-from gradparity.core.errors import UsageError
+from gradparity.core.errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE, UsageError
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+__all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_USAGE", "check_backends_option",
+           "check_policy_option", "check_tolerance_options", "csv_list"]
 
 
 def csv_list(value: str) -> list[str]:
     """``"a,b, c"`` -> ``["a", "b", "c"]`` (for options that take comma-separated names)."""
     return [v.strip() for v in value.split(",") if v.strip()]
-
-
-_NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._+-]*")
-
-
-def check_name(name: object, *, option: str = "--name") -> None:
-    """A run name becomes a folder name: letters, digits, '.', '_', '+', '-' only."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise UsageError(f"{option}={name!r}: expected a plain folder name (letters, "
-                         "digits, '.', '_', '+', '-'; not starting with '.' or '-')")
 
 
 def check_backends_option(backends: Sequence[str]) -> None:

@@ -11,7 +11,6 @@ from gradparity.cli.common import (
     EXIT_FAIL,
     EXIT_OK,
     check_backends_option,
-    check_name,
     check_policy_option,
     check_tolerance_options,
     csv_list,
@@ -118,8 +117,9 @@ def select_run(args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace) -> int:
     specs, labels, backends, tolerances = select_run(args)
     name = args.name if args.name is not None else "+".join(labels)
+    from gradparity.experiments.io import check_name, check_output_folder
+
     check_name(name, option="--name" if args.name is not None else "name")
-    from gradparity.experiments.io import check_output_folder
 
     out = check_output_folder(Path("results") / name if args.out is None else args.out)
 

@@ -1,10 +1,14 @@
-"""Errors raised for user mistakes.
+"""Errors raised for user mistakes, and the exit codes they map to.
 
 `UsageError` carries a one-line message that names the field, the value and what was
 expected. The command line prints it without a traceback and exits with code 2.
 """
 
 from __future__ import annotations
+
+#: Exit codes: every tensor agrees (or differs by a named cause); a parity failure or a
+#: backend error; a usage or input error.
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
 class UsageError(ValueError):

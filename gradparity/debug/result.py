@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from gradparity.cli.common import EXIT_FAIL, EXIT_OK
+from gradparity.core.errors import EXIT_FAIL, EXIT_OK
 from gradparity.core.gradients import GradientSet
 from gradparity.core.spec import Spec
 from gradparity.debug.conventions import Convention
 from gradparity.debug.localize import Check, first_divergence
+from gradparity.debug.report import render
+from gradparity.debug.table import make_debug_table
 from gradparity.debug.user_code import Location
 from gradparity.judge.tolerances import Tolerance
 from gradparity.reference.case import Case
@@ -18,10 +20,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from gradparity.judge.verdict import TensorVerdict
-
-#: The backend name of the user's code in the table.
-USER = "user"
-
 
 @dataclass(frozen=True)
 class Problem:
@@ -116,12 +114,8 @@ class DebugResult:
 
     def report(self) -> str:
         """The short human report (see `gradparity.debug.report`)."""
-        from gradparity.debug.report import render
-
         return render(self)
 
     def table(self) -> pd.DataFrame:
         """The full tidy table (`gradparity.experiments.tables.COLUMNS`)."""
-        from gradparity.debug.table import make_debug_table
-
         return make_debug_table(self)

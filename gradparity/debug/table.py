@@ -13,10 +13,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gradparity.debug.localize import Check
-from gradparity.debug.result import USER, DebugResult
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: DebugResult's table() calls make_debug_table
     import pandas as pd
+
+    from gradparity.debug.result import DebugResult
+
+#: The backend name of the user's code in the table.
+USER = "user"
 
 
 def check_reason(c: Check) -> str:

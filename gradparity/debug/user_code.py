@@ -105,9 +105,8 @@ def display_path(path: str | os.PathLike[str]) -> str:
 
 # -- which frames are the user's ------------------------------------------------------------
 def _library_roots() -> tuple[str, ...]:
-    import gradparity
-
-    roots = {os.path.dirname(os.path.abspath(gradparity.__file__))}
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # gradparity/
+    roots = {package}
     paths = sysconfig.get_paths()
     for name in ("stdlib", "platstdlib", "purelib", "platlib"):
         if paths.get(name):

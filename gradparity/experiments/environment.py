@@ -39,10 +39,10 @@ def _blas() -> str:
 
 def environment() -> dict[str, str]:
     """Versions, BLAS, CPU and threads, as strings (stable keys, sorted when written)."""
-    import gradparity
+    from gradparity.core import __version__
 
     env = {
-        "gradparity": gradparity.__version__,
+        "gradparity": __version__,
         "python": platform.python_version(),
         "numpy": dist_version("numpy") or "missing",
         "pandas": dist_version("pandas") or "missing",

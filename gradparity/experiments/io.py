@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -170,3 +171,13 @@ def check_output_file(path: str | Path, *, option: str = "--out") -> Path:
         raise UsageError(f"{option}={str(p)!r}: is a folder, expected a file name")
     _writable_ancestor(p, option)
     return p
+
+
+_NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._+-]*")
+
+
+def check_name(name: object, *, option: str = "--name") -> None:
+    """A run name becomes a folder name: letters, digits, '.', '_', '+', '-' only."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise UsageError(f"{option}={name!r}: expected a plain folder name (letters, "
+                         "digits, '.', '_', '+', '-'; not starting with '.' or '-')")

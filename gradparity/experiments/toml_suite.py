@@ -164,7 +164,7 @@ def load_suite_file(path: str | Path) -> SuiteFile:
     tolerances = data.get("tolerances", {})
     if not isinstance(tolerances, dict):
         raise SpecError(f"{where}: tolerances", tolerances, "tables [tolerances.<dtype>]")
-    from gradparity.cli.common import check_name
+    from gradparity.experiments.io import check_name
     from gradparity.judge.tolerances import resolve_tolerances
 
     for dtype, values in tolerances.items():

@@ -1,0 +1,204 @@
+"""The package's shape: imports flow one way, no module imports the command line, no import
+cycle (function-local imports included).
+
+Imports are read with `ast` from every module of the package, at module level and inside
+functions. The layers, from the bottom up::
+
+    core -> reference -> adapters -> judge -> experiments | debug | ci | selftest -> cli
+
+A module may import its own package and any lower layer. The four uses (experiments, debug,
+ci, selftest) stand side by side and import each other only along `BETWEEN_USES`. The root
+package (``gradparity/__init__.py``, the public API, and ``__main__``) stands above
+everything: no library module imports it.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "gradparity"
+
+LAYERS: dict[str, int] = {
+    "core": 0, "reference": 1, "adapters": 2, "judge": 3,
+    "experiments": 4, "debug": 4, "ci": 4, "selftest": 4,
+    "cli": 5,
+}
+USES = frozenset({"experiments", "debug", "ci", "selftest"})
+#: The only imports between two uses, and why each is needed.
+BETWEEN_USES: dict[tuple[str, str], str] = {
+    ("ci", "experiments"): "a baseline reruns its cases with the runner, as one tidy table",
+    ("debug", "experiments"): "a debug session is written as the runner's tidy table",
+    ("selftest", "experiments"): "the self-test report uses the tables' markdown writer",
+}
+ROOT = "gradparity"  # the public API face, above every layer
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES: dict[str, Path] = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _resolve(name: str) -> str:
+    """The module an import of ``name`` loads: itself, or the nearest enclosing one."""
+    while name not in MODULES and "." in name:
+        name = name.rsplit(".", 1)[0]
+    return name
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def imports_of(module: str) -> list[tuple[str, int, bool]]:
+    """(imported gradparity module, line, runtime) for every import of ``module``, at any
+    depth; ``runtime`` is False under ``if TYPE_CHECKING:`` (annotations only)."""
+    tree = ast.parse(MODULES[module].read_text(), filename=str(MODULES[module]))
+    package = module if MODULES[module].name == "__init__.py" else module.rpartition(".")[0]
+    found: list[tuple[str, int, bool]] = []
+
+    def visit(node: ast.AST, runtime: bool) -> None:
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            for child in node.body:
+                visit(child, False)
+            for child in node.orelse:
+                visit(child, runtime)
+            return
+        if isinstance(node, ast.Import):
+            found.extend((_resolve(a.name), node.lineno, runtime) for a in node.names
+                         if a.name.split(".")[0] == ROOT)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            if base.split(".")[0] == ROOT:
+                for a in node.names:
+                    sub = f"{base}.{a.name}"
+                    found.append((sub if sub in MODULES else _resolve(base), node.lineno,
+                                  runtime))
+        for child in ast.iter_child_nodes(node):
+            visit(child, runtime)
+
+    visit(tree, True)
+    return found
+
+
+def layer_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS else ROOT
+
+
+def edge_problem(source: str, target: str) -> str:
+    """Why ``source`` may not import ``target``, or ``""``."""
+    a, b = layer_of(source), layer_of(target)
+    if b == ROOT:
+        return "imports the package root (the public API): import the defining module"
+    if a == ROOT or a == b:
+        return ""
+    if b == "cli":
+        return "a library module imports the command line"
+    if a in USES and b in USES:
+        return "" if (a, b) in BETWEEN_USES else f"{a} -> {b} is not in BETWEEN_USES"
+    if LAYERS[b] > LAYERS[a]:
+        return f"upward: {a} (layer {LAYERS[a]}) imports {b} (layer {LAYERS[b]})"
+    return ""
+
+
+def all_edges() -> list[tuple[str, str, int, bool]]:
+    return [(m, t, line, runtime) for m in MODULES for t, line, runtime in imports_of(m)
+            if t != m]
+
+
+def layering_problems(edges) -> list[str]:
+    return [f"{MODULES[s].relative_to(PACKAGE.parent)}:{line} imports {t}: {why}"
+            for s, t, line, _ in edges if (why := edge_problem(s, t))]
+
+
+def cycles(edges) -> list[list[str]]:
+    """Strongly connected components of more than one module (runtime imports)."""
+    graph: dict[str, set[str]] = {m: set() for m in MODULES}
+    for s, t, _, runtime in edges:
+        if runtime:
+            graph[s].add(t)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def strongconnect(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                strongconnect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            strongconnect(v)
+    return found
+
+
+def test_every_layer_is_a_folder_of_the_package():
+    folders = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    assert folders == set(LAYERS)
+    loose = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert loose == ["__init__.py", "__main__.py"]
+
+
+def test_imports_flow_down_the_layers():
+    assert layering_problems(all_edges()) == []
+
+
+def test_no_library_module_imports_the_cli():
+    offenders = [f"{s} -> {t}" for s, t, _, _ in all_edges()
+                 if layer_of(t) == "cli" and layer_of(s) not in ("cli", ROOT)]
+    assert offenders == []
+
+
+def test_no_import_cycle():
+    assert cycles(all_edges()) == []
+
+
+def test_the_checks_see_function_local_imports_and_fail():
+    """The rules catch an upward or circular import, also one inside a function."""
+    src = "def f():\n    from gradparity.cli.common import csv_list\n"
+    tree = ast.parse(src)
+    imp = next(n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom))
+    assert imp.module == "gradparity.cli.common"
+    assert edge_problem("gradparity.judge.verdict", "gradparity.cli.common")
+    assert edge_problem("gradparity.core.spec", "gradparity.reference.mlp").startswith("upward")
+    assert edge_problem("gradparity.debug.session", "gradparity.ci.baseline")
+    assert edge_problem("gradparity.experiments.runner", ROOT)
+    assert not edge_problem("gradparity.ci.baseline", "gradparity.experiments.runner")
+    fake = [("gradparity.judge.verdict", "gradparity.judge.compare", 1, True),
+            ("gradparity.judge.compare", "gradparity.judge.verdict", 2, True)]
+    assert cycles(fake) == [["gradparity.judge.compare", "gradparity.judge.verdict"]]
+    assert cycles([(*fake[0][:3], True), (*fake[1][:3], False)]) == []
+
+
+def test_function_local_imports_are_read():
+    edges = {(s, t) for s, t, _, _ in all_edges()}
+    # registry imports the reference inside a method
+    assert ("gradparity.adapters.registry", "gradparity.reference.mlp") in edges
