@@ -202,3 +202,38 @@ def test_function_local_imports_are_read():
     edges = {(s, t) for s, t, _, _ in all_edges()}
     # registry imports the reference inside a method
     assert ("gradparity.adapters.registry", "gradparity.reference.mlp") in edges
+
+
+# -- facts defined once ---------------------------------------------------------------------
+def _status_collections(path: Path) -> list[int]:
+    """Lines of tuples, lists and sets of string literals that name ``fail`` and ``error``:
+    a status order or a failing set."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            names = {e.value for e in node.elts if isinstance(e, ast.Constant)}
+            if {"fail", "error"} <= names:
+                lines.append(node.lineno)
+    return lines
+
+
+def test_statuses_are_ordered_and_grouped_in_one_module():
+    found = {str(p.relative_to(PACKAGE)): lines for p in PACKAGE.rglob("*.py")
+             if (lines := _status_collections(p))}
+    assert list(found) == ["judge/status.py"]
+
+
+def test_status_finder_sees_a_second_order(tmp_path):
+    f = tmp_path / "x.py"
+    f.write_text('ORDER = ("error", "fail", "skipped")\n')
+    assert _status_collections(f) == [1]
+
+
+def test_one_definition_of_the_default_backends_and_kink_keys():
+    for name in ("DEFAULT_BACKENDS", "KINK_KEYS", "REFERENCE_KINKS", "STATUSES", "FAILING"):
+        where = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+                 for node in ast.walk(ast.parse(p.read_text()))
+                 if isinstance(node, (ast.Assign, ast.AnnAssign))
+                 and name in {t.id for t in (node.targets if isinstance(node, ast.Assign)
+                                             else [node.target]) if isinstance(t, ast.Name)}]
+        assert len(where) == 1, (name, where)

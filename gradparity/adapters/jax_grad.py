@@ -53,13 +53,6 @@ def jit_cache_info() -> dict[str, int]:
         return {"structures": len(_COMPILED), "traces": sum(_TRACES.values())}
 
 
-def clear_jit_cache() -> None:
-    """Forget the cached jitted functions and the trace counts."""
-    with _LOCK:
-        _COMPILED.clear()
-        _TRACES.clear()
-
-
 def _import() -> tuple[Any, Any]:
     try:
         import jax

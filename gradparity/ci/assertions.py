@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from gradparity.adapters.registry import DEFAULT_BACKENDS
 from gradparity.core.errors import UsageError
 from gradparity.core.spec import Spec
+from gradparity.judge.status import FAILING
 from gradparity.reference.case import Case
 
 if TYPE_CHECKING:
@@ -46,7 +47,8 @@ if TYPE_CHECKING:
 
 #: Failing (case, backend) pairs shown in full in a message; the rest are listed.
 MAX_SHOWN = 5
-_FAILING_STATUSES = frozenset({"fail", "error", "skipped"})
+#: An assertion also fails when a framework it asked for did not run.
+_FAILING_STATUSES = FAILING | {"skipped"}
 
 
 @dataclass

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from gradparity.core.errors import SpecError, UsageError
 from gradparity.core.spec import Spec
+from gradparity.judge.status import FAILING, worst_status
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -81,7 +82,6 @@ REGRESSION_COLUMNS: tuple[str, ...] = (
 KINDS: tuple[str, ...] = ("new_failure", "missing", "new_row", "grew")
 _KIND_LABELS = {"new_failure": "new failure", "missing": "missing row", "new_row": "new row",
                 "grew": "grew"}
-_FAILING = frozenset({"fail", "error"})
 _WHOLE_CASE = "*"  # quantity of a whole-case row (error, skipped)
 
 
@@ -737,7 +737,7 @@ def compare_with_baseline(baseline: Baseline | pd.DataFrame, table: pd.DataFrame
                 ratio = (a[i] / b[i]) if b[i] > 0 else (np.inf if a[i] > 0 else np.nan)
                 entry("grew", r, metric=metric, before=b[i], after=a[i], ratio=ratio,
                       limit=limit[i], status_before=r["status_b"], status_after=r["status_a"])
-        newly = both["status_a"].isin(_FAILING) & ~both["status_b"].isin(_FAILING)
+        newly = both["status_a"].isin(FAILING) & ~both["status_b"].isin(FAILING)
         for _, r in both[newly].iterrows():
             entry("new_failure", r, metric="status", status_before=r["status_b"],
                   status_after=r["status_a"], detail=str(r["reason"] or ""))
@@ -755,11 +755,11 @@ def compare_with_baseline(baseline: Baseline | pd.DataFrame, table: pd.DataFrame
         if len(whole_a) and len(rb) and not len(whole_b):
             # The new run has one whole-case row (error, skipped) instead of the tensors.
             wa = whole_a.iloc[0]
-            worst = _worst_status(rb["status_b"])
+            worst = worst_status(rb["status_b"], default="")
             status = str(wa["status_a"])
-            if status in _FAILING and worst in _FAILING:
+            if status in FAILING and worst in FAILING:
                 continue  # failing before, failing now
-            entry("new_failure" if status in _FAILING else "missing",
+            entry("new_failure" if status in FAILING else "missing",
                   dict(rb.iloc[0], _layer=-1, quantity=_WHOLE_CASE), metric="status",
                   status_before=worst, status_after=status,
                   detail=f"{len(rb)} baseline rows not produced: {status}: {wa['reason']}")
@@ -767,18 +767,18 @@ def compare_with_baseline(baseline: Baseline | pd.DataFrame, table: pd.DataFrame
         if len(whole_b) and len(ra) and not len(whole_a):
             # The baseline has a whole-case row; the new run has the tensors.
             wb = whole_b.iloc[0]
-            if wb["status_b"] in _FAILING:
+            if wb["status_b"] in FAILING:
                 continue  # an error fixed: not a regression
             entry("new_row", dict(ra.iloc[0], _layer=-1, quantity=_WHOLE_CASE),
                   status_before=str(wb["status_b"]),
-                  status_after=_worst_status(ra["status_a"]),
+                  status_after=worst_status(ra["status_a"], default=""),
                   detail=f"{len(ra)} rows not in the baseline (it has {wb['status_b']} "
                          "for this case and backend)")
             continue
         for _, r in rb.iterrows():
             entry("missing", r, status_before=r["status_b"])
         for _, r in ra.iterrows():
-            if r["status_a"] in _FAILING:
+            if r["status_a"] in FAILING:
                 entry("new_failure", r, metric="status", status_after=r["status_a"],
                       detail="not in the baseline: " + str(r["reason"] or ""))
             else:
@@ -794,13 +794,6 @@ def compare_with_baseline(baseline: Baseline | pd.DataFrame, table: pd.DataFrame
     reg = reg.drop(columns=["_kind", "_case", "_pos"]).reset_index(drop=True)
     reg["layer"] = pd.array(reg["layer"].tolist(), dtype="Int64")
     return reg
-
-
-def _worst_status(statuses: Iterable[str]) -> str:
-    from gradparity.judge.verdict import STATUSES
-
-    rank = {s: i for i, s in enumerate(STATUSES)}
-    return max(statuses, key=lambda s: rank.get(s, len(rank)), default="")
 
 
 def _fmt(v: Any) -> str:

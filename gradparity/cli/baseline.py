@@ -104,7 +104,7 @@ def cmd_save(args: argparse.Namespace) -> int:
     backends = list(dict.fromkeys(backends))
 
     from gradparity.ci.baseline import make_baseline, save_baseline
-    from gradparity.judge.verdict import FAILING
+    from gradparity.judge.status import FAILING
 
     baseline, table = make_baseline(specs, backends=backends, tolerances=tolerances,
                                     policy=args.policy, source=_source(args),

@@ -135,14 +135,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def status_counts_text(df) -> str:
     """``"12 pass, 1 fail"``: rows per status of a result table, in `STATUSES` order."""
-    from gradparity.judge.verdict import STATUSES
+    from gradparity.judge.status import STATUSES
 
     counts = df["status"].value_counts()
     return ", ".join(f"{counts[s]} {s}" for s in STATUSES if s in counts)
 
 
 def _print_outcome(df, out: Path) -> int:
-    from gradparity.judge.verdict import FAILING
+    from gradparity.judge.status import FAILING
 
     print(f"{df['case_id'].nunique()} cases, {len(df)} rows: {status_counts_text(df)}")
     skipped = df[df["status"] == "skipped"].drop_duplicates("backend")

@@ -12,7 +12,7 @@ of ``m`` examples is a matrix of shape ``(n0, m)``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gradparity.core.errors import SpecError
@@ -72,7 +72,6 @@ HEADS: dict[str, HeadInfo] = {
     )
 }
 
-LOSS_FORMS: tuple[str, ...] = ("logits", "probs")
 DTYPES: tuple[str, ...] = ("float32", "float64")
 INITS: tuple[str, ...] = ("he", "xavier", "normal")
 REGIMES: tuple[str, ...] = ("normal", "kinks", "saturated")
@@ -231,10 +230,6 @@ class Spec:
         return len(self.sizes) - 1
 
     @property
-    def head_info(self) -> HeadInfo:
-        return HEADS[self.head]
-
-    @property
     def case_id(self) -> str:
         """A stable, readable identifier: unique for specs that differ in any field."""
         parts = [
@@ -254,13 +249,6 @@ class Spec:
     def replace(self, **changes: Any) -> Spec:
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain fields, for tables and files (explicit data left out)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)
-               if f.name not in ("inputs", "targets")}
-        out["sizes"] = list(self.sizes)
-        return out
 
 
 def _data_digest(*arrays: Any) -> str:

@@ -108,10 +108,6 @@ class Diagnosis:
     hidden: str | None = None
     implies: tuple[tuple[str, Array], ...] = field(default=(), repr=False, compare=False)
 
-    @property
-    def known(self) -> bool:
-        return self.code not in ("unknown", "scaled")
-
 
 @dataclass(frozen=True)
 class _Candidate:

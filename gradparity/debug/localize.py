@@ -38,11 +38,13 @@ from gradparity.debug.equations import Net, evaluate, inputs_of
 from gradparity.debug.quantities import PER_EXAMPLE_QUANTITIES, split
 from gradparity.debug.user_code import Location
 from gradparity.judge.compare import TensorComparison, compare_arrays
+from gradparity.judge.status import FAILING
 from gradparity.judge.tolerances import Tolerance
 
 Array = np.ndarray
 
-FINDING = frozenset({"fail", "error"})
+#: Statuses of a quantity of the user's code that make it a finding: a failing row's.
+FINDING = FAILING
 
 
 @dataclass

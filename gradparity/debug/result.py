@@ -45,7 +45,7 @@ class FrameworkRun:
 
     @property
     def failing(self) -> list[TensorVerdict]:
-        from gradparity.judge.verdict import FAILING
+        from gradparity.judge.status import FAILING
 
         return [v for v in self.verdicts if v.status in FAILING]
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from gradparity.adapters.registry import DEFAULT_BACKENDS
 from gradparity.core.errors import UsageError, check_finite_nonnegative
 from gradparity.core.gradients import GradientSet
 from gradparity.core.spec import ACTIVATIONS, DTYPES, HEADS, Spec
@@ -67,7 +68,6 @@ DEFAULT_HEAD = "sigmoid_bce"
 DEFAULT_ACTIVATION = "relu"
 BACKPROP_NAMES: tuple[str, ...] = ("backpropagation",)
 FORWARD_NAMES: tuple[str, ...] = ("forward", "forward_propagation")
-DEFAULT_BACKENDS: tuple[str, ...] = ("torch", "jax")
 
 
 # -- resolving the user's functions ---------------------------------------------------------
@@ -684,7 +684,8 @@ def debug_torch(
     frameworks = _framework_runs(case, ref, backends, tol)
     if not run.errors and all(k in run.values for k in order):
         from gradparity.adapters.registry import get_backend
-        from gradparity.judge.verdict import EXPLAINED, judge
+        from gradparity.judge.status import EXPLAINED
+        from gradparity.judge.verdict import judge
 
         forward = {"A0": case.X.copy(), **{k: run.values[k] for k in order
                                           if split(k)[0] in ("Z", "A")}}

@@ -20,6 +20,7 @@ from gradparity.experiments.environment import environment
 from gradparity.experiments.tables import make_table, status_row, verdict_rows
 from gradparity.judge.layer_own import backend_steps, judge_layer_own
 from gradparity.judge.policy import DEFAULT_RULE, CalibratedRule, check_policy
+from gradparity.judge.status import worst_status
 from gradparity.judge.tolerances import Tolerance, resolve_tolerances
 from gradparity.judge.verdict import TensorVerdict, judge
 from gradparity.reference.case import Case, case_identity
@@ -27,13 +28,6 @@ from gradparity.reference.mlp import reference_gradients
 from gradparity.reference.oracle import oracle_gradients, oracle_name
 
 Progress = Callable[[int, int, Spec, dict[str, str]], None]
-
-
-def _case_status(statuses: list[str]) -> str:
-    for s in ("error", "fail", "skipped", "saturation", "kink", "rounding"):
-        if s in statuses:
-            return s
-    return "pass"
 
 
 @dataclass
@@ -125,7 +119,7 @@ def evaluate_case(
         result.rows.extend(verdict_rows(spec, b.name, verdicts,
                                         oracle=oracle_name(spec.dtype), policy=policy))
         result.backends.append(BackendResult(
-            b.name, _case_status([v.status for v in verdicts]), verdicts))
+            b.name, worst_status(v.status for v in verdicts), verdicts))
         if layer_own:
             try:
                 own = judge_layer_own(case, backend_steps(b, case, ref), ref,

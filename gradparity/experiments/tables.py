@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from gradparity.core.spec import Spec
-from gradparity.judge.verdict import EXPLAINED, STATUSES, TensorVerdict
+from gradparity.judge.status import EXPLAINED, STATUSES
+from gradparity.judge.verdict import TensorVerdict
 
 SPEC_COLUMNS: tuple[str, ...] = (
     "case_id", "head", "loss_form", "activation", "dtype", "sizes", "depth", "batch",

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from gradparity.adapters.base import LayerBackend
 from gradparity.core.gradients import GradientSet, backprop_order
 from gradparity.judge.policy import DEFAULT_RULE, CalibratedRule
 from gradparity.judge.tolerances import Tolerance
@@ -54,7 +55,8 @@ def output_subcase(case: Case, a_prev: Array) -> Case:
                 labels=case.labels)
 
 
-def backend_steps(backend, case: Case, reference: GradientSet) -> dict[int, Step]:
+def backend_steps(backend: LayerBackend, case: Case, reference: GradientSet
+                  ) -> dict[int, Step]:
     """Every layer of ``backend`` on the reference's upstream values."""
     L = case.spec.depth
     steps: dict[int, Step] = {}

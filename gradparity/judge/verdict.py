@@ -43,14 +43,6 @@ from gradparity.reference.heads import HEAD_FUNCS, SATURATION_P
 from gradparity.reference.mlp import REFERENCE_KINKS, reference_gradients
 from gradparity.reference.oracle import OracleError, oracle_error
 
-STATUSES: tuple[str, ...] = (
-    "pass", "rounding", "kink", "saturation", "fail", "error", "skipped",
-)
-#: Statuses that make a run fail (exit code 1).
-FAILING: frozenset[str] = frozenset({"fail", "error"})
-#: Differences with a named, non-bug cause.
-EXPLAINED: frozenset[str] = frozenset({"kink", "saturation", "rounding"})
-
 
 @dataclass(frozen=True)
 class TensorVerdict:

@@ -33,8 +33,9 @@ import pandas as pd
 from gradparity.adapters.registry import get_backend
 from gradparity.core.gradients import GradientSet
 from gradparity.core.spec import Spec
+from gradparity.judge.status import FAILING
 from gradparity.judge.tolerances import Tolerance, resolve_tolerances
-from gradparity.judge.verdict import FAILING, judge
+from gradparity.judge.verdict import judge
 from gradparity.reference.case import Case, make_case
 from gradparity.reference.mlp import REFERENCE_KINKS, reference_gradients
 from gradparity.reference.oracle import oracle_gradients
