@@ -17,6 +17,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "gradparity"
 
 LAYERS: dict[str, int] = {
@@ -237,3 +239,45 @@ def test_one_definition_of_the_default_backends_and_kink_keys():
                  and name in {t.id for t in (node.targets if isinstance(node, ast.Assign)
                                              else [node.target]) if isinstance(t, ast.Name)}]
         assert len(where) == 1, (name, where)
+# -- the seed's backward equations, written once ----------------------------------------------
+def _is_T(node: ast.expr) -> bool:
+    return isinstance(node, ast.Attribute) and node.attr == "T"
+
+
+def _equation_sites(path: Path) -> list[tuple[str, int]]:
+    """``X @ Y.T`` (dW = dZ A^T), ``W.T @ X`` (dA = W^T dZ) and
+    ``np.sum(X, axis=1, keepdims=True)`` (db) in one file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult):
+            if _is_T(node.right):
+                found.append(("dW", node.lineno))
+            if _is_T(node.left):
+                found.append(("dA", node.lineno))
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "sum"
+                and {(k.arg, ast.unparse(k.value)) for k in node.keywords}
+                == {("axis", "1"), ("keepdims", "True")}):
+            found.append(("db", node.lineno))
+    return found
+
+
+#: Files that may hold such products for another reason: the frameworks' own batch-major
+#: forward (``a @ W.T``) and the catalogue of learners' wrong variants that debug tries.
+NOT_THE_SEED = ("adapters/torch_autograd.py", "adapters/jax_grad.py", "debug/diagnose.py")
+
+
+def test_backward_equations_are_written_once_in_the_reference():
+    sites = {str(p.relative_to(PACKAGE)): _equation_sites(p) for p in PACKAGE.rglob("*.py")}
+    mlp = sorted(q for q, _ in sites.pop("reference/mlp.py"))
+    assert mlp == ["dA", "dW", "db"]
+    elsewhere = {f: s for f, s in sites.items() if s and f not in NOT_THE_SEED}
+    assert elsewhere == {}
+
+
+@pytest.mark.parametrize("snippet", ["g = dZ @ A.T", "g = W.T @ dZ",
+                                     "g = np.sum(dZ, axis=1, keepdims=True)"])
+def test_equation_finder_sees_each_equation(tmp_path, snippet):
+    f = tmp_path / "x.py"
+    f.write_text(snippet + "\n")
+    assert len(_equation_sites(f)) == 1

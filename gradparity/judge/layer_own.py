@@ -35,9 +35,8 @@ from gradparity.judge.verdict import (
     kink_counts,
     saturated_examples,
 )
-from gradparity.reference.activations import derivatives_from_outputs
 from gradparity.reference.case import Case
-from gradparity.reference.mlp import layer_step
+from gradparity.reference.mlp import backward_step, layer_step
 from gradparity.reference.oracle import oracle_dtype
 
 Array = np.ndarray
@@ -79,17 +78,12 @@ def reference_steps(case: Case, reference: GradientSet, *,
     """The reference's own layer steps on its upstream values (optionally with another
     kink convention, derivatives taken from rounded outputs, or derivatives evaluated at
     another backend's Z: ``z_at = {"Z1": ..., ...}``)."""
-    def run() -> dict[int, Step]:
-        L = case.spec.depth
-        return {layer: layer_step(case, layer, reference.forward[f"A{layer - 1}"],
-                                  None if layer == L else reference.grads[f"dA{layer}"],
-                                  kinks=kinks,
-                                  z_at=None if z_at is None else z_at.get(f"Z{layer}"))
-                for layer in range(1, L + 1)}
-    if from_outputs:
-        with derivatives_from_outputs():
-            return run()
-    return run()
+    L = case.spec.depth
+    return {layer: layer_step(case, layer, reference.forward[f"A{layer - 1}"],
+                              None if layer == L else reference.grads[f"dA{layer}"],
+                              kinks=kinks, from_outputs=from_outputs,
+                              z_at=None if z_at is None else z_at.get(f"Z{layer}"))
+            for layer in range(1, L + 1)}
 
 
 def stitch(case: Case, steps: Mapping[int, Step], backend: str) -> GradientSet:
@@ -212,7 +206,7 @@ def _from_own_output(case: Case, actual: GradientSet, reference: GradientSet, la
     dZ = actual.grads[f"dZ{L}"].astype(case.dtype)
     a_prev = reference.forward[f"A{L - 1}"]
     with np.errstate(all="ignore"):
-        own = {f"dW{L}": dZ @ a_prev.T, f"db{L}": np.sum(dZ, axis=1, keepdims=True),
-               f"dA{L - 1}": case.parameters[f"W{L}"].T @ dZ}
+        step = backward_step(dZ, a_prev, case.parameters[f"W{L}"])
+    own = {f"dW{L}": step["dW"], f"db{L}": step["db"], f"dA{L - 1}": step["dA_prev"]}
     follow = GradientSet("own", reference.loss, reference.forward, own)
     return _agrees_where_untainted(actual, follow, layer, q, tol, case.spec.dtype)

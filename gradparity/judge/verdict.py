@@ -37,7 +37,7 @@ from gradparity.core.gradients import GradientSet, backprop_order
 from gradparity.judge.compare import TensorComparison, compare_arrays
 from gradparity.judge.policy import DEFAULT_RULE, CalibratedRule, check_policy
 from gradparity.judge.tolerances import Tolerance
-from gradparity.reference.activations import ACTIVATION_FUNCS, derivatives_from_outputs
+from gradparity.reference.activations import ACTIVATION_FUNCS
 from gradparity.reference.case import Case
 from gradparity.reference.heads import HEAD_FUNCS, SATURATION_P
 from gradparity.reference.mlp import REFERENCE_KINKS, reference_gradients
@@ -174,8 +174,8 @@ def judge(
         # a float64 backend may legitimately round like this, too; built only when a
         # tensor first looks like float32 work
         if not other_forms and _uses_output_form(spec):
-            with derivatives_from_outputs():
-                other_forms.append(reference_gradients(case, kinks=kink_conventions))
+            other_forms.append(reference_gradients(case, kinks=kink_conventions,
+                                                   from_outputs=True))
         return other_forms
 
     precision = [_dtype_problem(actual, layer, q, case)
@@ -222,9 +222,8 @@ def judge(
         if "alt" not in cache:
             cache["alt"] = None
             if _uses_output_form(spec):
-                with derivatives_from_outputs():
-                    cache["alt"] = reference_gradients(case, kinks=conv,
-                                                       forward=backend_forward)
+                cache["alt"] = reference_gradients(case, kinks=conv, forward=backend_forward,
+                                                   from_outputs=True)
         return cache["alt"]
 
     L = spec.depth

@@ -3,11 +3,13 @@
 Each fault is a bug that hand-written backprop really has. Most are written into
 `faulty_backpropagation`, a deliberately separate copy of the reference's backprop loop
 with the fault switched on at the line where learners make it; the others corrupt one
-tensor of a finished `GradientSet`. `inject(name, case, gradients)` returns a new
-`GradientSet` (the original is untouched). Some faults cannot show on some cases (the
-derivative of relu taken at A instead of Z is the same function), so callers compare the
-result with the reference before counting a detection; a fault whose code fails to run
-(``W @ dZ`` with a non-square W) raises, as the learner's code would.
+tensor of a finished `GradientSet`. The copy calls the reference's equations
+(`gradparity.reference.mlp.backward_step`) on the inputs a fault changes.
+`inject(name, case, gradients)` returns a new `GradientSet` (the original is untouched).
+Some faults cannot show on some cases (the derivative of relu taken at A instead of Z is
+the same function), so callers compare the result with the reference before counting a
+detection; a fault whose code fails to run (``W @ dZ`` with a non-square W) raises, as
+the learner's code would.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from gradparity.core.gradients import GradientSet
 from gradparity.reference.activations import ACTIVATION_FUNCS
 from gradparity.reference.case import Case
 from gradparity.reference.heads import HEAD_FUNCS
+from gradparity.reference.mlp import backward_step, hidden_dZ
 
 Array = np.ndarray
 
@@ -52,20 +55,19 @@ def faulty_backpropagation(case: Case, cache: dict[str, Array], fault: str | Non
                 gp = g.prime(cache[f"A{layer}"])  # g'(A) instead of g'(Z)
             else:
                 gp = g.prime(z)
-            dZ = grads[f"dA{layer}"] * gp
+            dZ = hidden_dZ(grads[f"dA{layer}"], gp)
         grads[f"dZ{layer}"] = dZ
         a_prev = cache[f"A{layer - 1}"]
         if fault == "off_by_one_layer":
             a_prev = cache[f"A{layer}"]  # A[l] where A[l-1] belongs
-        dW = dZ @ a_prev.T
-        grads[f"dW{layer}"] = dW * m if fault == "missing_1_over_m" else dW
-        db = np.sum(dZ, axis=1, keepdims=True)
-        grads[f"db{layer}"] = np.zeros_like(db) if fault == "dropped_bias_gradient" else db
         W = params[f"W{layer}"]
         if fault == "transposed_W_in_dA":
-            grads[f"dA{layer - 1}"] = W @ dZ  # runs only where W is square
-        else:
-            grads[f"dA{layer - 1}"] = W.T @ dZ
+            W = W.T  # dA[l-1] = W dZ: runs only where W is square
+        step = backward_step(dZ, a_prev, W)
+        dW, db = step["dW"], step["db"]
+        grads[f"dW{layer}"] = dW * m if fault == "missing_1_over_m" else dW
+        grads[f"db{layer}"] = np.zeros_like(db) if fault == "dropped_bias_gradient" else db
+        grads[f"dA{layer - 1}"] = step["dA_prev"]
     return grads
 
 
