@@ -20,21 +20,19 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from gradparity.adapters.base import LayerBackend
-from gradparity.core.gradients import GradientSet, backprop_order
-from gradparity.judge.policy import DEFAULT_RULE, CalibratedRule
-from gradparity.judge.tolerances import Tolerance
-from gradparity.judge.verdict import (
-    TensorVerdict,
-    _agrees_where_untainted,
-    _compare,
-    _explained_by,
-    _kink_reason,
-    _oracle_errors,
-    _output_explanation,
+from gradparity.core.gradients import GradientSet
+from gradparity.judge.explanations import (
+    agrees_where_untainted,
+    explained_by,
     failure_reason,
     kink_counts,
+    kink_reason,
+    output_explanation,
     saturated_examples,
 )
+from gradparity.judge.policy import DEFAULT_RULE, CalibratedRule
+from gradparity.judge.tolerances import Tolerance
+from gradparity.judge.verdict import TensorVerdict, measure
 from gradparity.reference.case import Case
 from gradparity.reference.mlp import backward_step, layer_step
 from gradparity.reference.oracle import oracle_dtype
@@ -135,15 +133,10 @@ def judge_layer_own(
     L = spec.depth
     actual = stitch(case, steps, backend)
     conv = dict(kink_conventions or {})
-    order = backprop_order(L, with_output_dA=spec.loss_form == "probs")
-    base = [_compare(actual, reference, layer, q, tolerance, spec.dtype) for layer, q in order]
     oracle = oracle_steps(case, reference)
-    errs = [_oracle_errors(actual, reference, oracle, layer, q, case) for layer, q in order]
-    calibrated = [None if e is None else (rule.passes(e[0].norm_eps, e[1].norm_eps)
-                                          and rule.passes(e[0].worst_eps, e[1].worst_eps))
-                  for e in errs]
-    ok = [c.passed if (policy == "allclose" or k is None) else k
-          for c, k in zip(base, calibrated, strict=True)]
+    m = measure(case, actual, reference, oracle, tolerance=tolerance, policy=policy, rule=rule,
+                against="reference upstream")
+    order, base, ok = m.order, m.base, m.ok
 
     lazy: dict[str, GradientSet] = {}
 
@@ -155,27 +148,19 @@ def judge_layer_own(
     kinks = kink_counts(case, reference, actual)
     sat = saturated_examples(case, reference)
     out: list[TensorVerdict] = []
-    def verdict(i: int, status: str, reason: str = "", code: str = "") -> TensorVerdict:
-        (layer, q), e = order[i], errs[i]
-        return TensorVerdict(layer, q, base[i], status, reason, against="reference upstream",
-                             reason_code=code, passed=ok[i],
-                             oracle=None if e is None else e[0],
-                             reference_oracle=None if e is None else e[1],
-                             calibrated_passed=calibrated[i])
-
     for i, ((layer, q), c) in enumerate(zip(order, base, strict=True)):
         def row(status: str, reason: str = "", code: str = "", _i=i) -> TensorVerdict:
-            return verdict(_i, status, reason, code)
+            return m.verdict(_i, status, reason, code)
         if ok[i]:
             out.append(row("pass"))
             continue
         policy_oracle = oracle if policy == "calibrated" else None
-        if kinks and _explained_by(actual, alt("kink", lambda: reference_steps(
+        if kinks and explained_by(actual, alt("kink", lambda: reference_steps(
                 case, reference, kinks=conv, z_at=actual.forward)), policy_oracle, layer, q,
                 tolerance, case, rule):
-            out.append(row("kink", _kink_reason(spec, kinks, conv, backend), "kink"))
+            out.append(row("kink", kink_reason(spec, kinks, conv, backend), "kink"))
             continue
-        explained = _output_explanation(case, reference, c, layer, q, sat)
+        explained = output_explanation(case, reference, c, layer, q, sat)
         if explained:
             out.append(row(explained, f"layer {L} on its own: {explained} at the output",
                            explained))
@@ -185,14 +170,14 @@ def judge_layer_own(
             out.append(row("saturation", f"composed {spec.head} saturates at the output",
                            "saturation"))
             continue
-        if _explained_by(actual, alt("outputs", lambda: reference_steps(
+        if explained_by(actual, alt("outputs", lambda: reference_steps(
                 case, reference, kinks=conv, from_outputs=True)), policy_oracle, layer, q,
                 tolerance, case, rule):
             out.append(row("rounding", "derivative taken from the rounded output "
                            "(s(1 - s), 1 - tanh^2), as autodiff does", "rounding"))
             continue
         code, reason = failure_reason(actual, reference, layer, q, c, tolerance, case,
-                                      errs[i], calibrated[i], rule)
+                                      m.errs[i], m.calibrated[i], rule)
         out.append(row("fail", reason, code))
     return out
 
@@ -209,4 +194,4 @@ def _from_own_output(case: Case, actual: GradientSet, reference: GradientSet, la
         step = backward_step(dZ, a_prev, case.parameters[f"W{L}"])
     own = {f"dW{L}": step["dW"], f"db{L}": step["db"], f"dA{L - 1}": step["dA_prev"]}
     follow = GradientSet("own", reference.loss, reference.forward, own)
-    return _agrees_where_untainted(actual, follow, layer, q, tol, case.spec.dtype)
+    return agrees_where_untainted(actual, follow, layer, q, tol, case.spec.dtype)
