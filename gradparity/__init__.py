@@ -11,21 +11,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from gradparity.case import Case, make_case
-from gradparity.compare import TensorComparison, compare_arrays
-from gradparity.errors import SpecError, UsageError
-from gradparity.gradients import GradientSet, backprop_order
+from gradparity.core import __version__
+from gradparity.core.errors import SpecError, UsageError
+from gradparity.core.gradients import GradientSet, backprop_order
+from gradparity.core.spec import ACTIVATIONS, HEADS, Spec, head_forms
+from gradparity.judge.compare import TensorComparison, compare_arrays
+from gradparity.judge.tolerances import DEFAULT_TOLERANCES, Tolerance, resolve_tolerances
+from gradparity.reference.case import Case, make_case
 from gradparity.reference.mlp import backpropagation, forward_propagation, reference_gradients
-from gradparity.spec import ACTIVATIONS, HEADS, Spec, head_forms
-from gradparity.tolerances import DEFAULT_TOLERANCES, Tolerance, resolve_tolerances
-
-__version__ = "0.1.0"
 
 _LAZY = {
     "get_backend": "gradparity.adapters.registry",
     "available_backends": "gradparity.adapters.registry",
-    "judge": "gradparity.verdict",
-    "TensorVerdict": "gradparity.verdict",
+    "judge": "gradparity.judge.verdict",
+    "TensorVerdict": "gradparity.judge.verdict",
     "run_specs": "gradparity.experiments.runner",
     "write_results": "gradparity.experiments.report",
     "load_suite_file": "gradparity.experiments.toml_suite",
@@ -33,19 +32,19 @@ _LAZY = {
     "debug_numpy": "gradparity.debug",
     "debug_torch": "gradparity.debug",
     "DebugResult": "gradparity.debug",
-    "run_selftest": "gradparity.selftest",
-    "oracle_gradients": "gradparity.oracle",
-    "CalibratedRule": "gradparity.policy",
-    "assert_grads_match": "gradparity.assertions",
-    "check_grads": "gradparity.assertions",
-    "ParityResult": "gradparity.assertions",
-    "Baseline": "gradparity.baseline",
-    "BaselineError": "gradparity.baseline",
-    "load_baseline": "gradparity.baseline",
-    "save_baseline": "gradparity.baseline",
-    "make_baseline": "gradparity.baseline",
-    "rerun_baseline": "gradparity.baseline",
-    "compare_with_baseline": "gradparity.baseline",
+    "run_selftest": "gradparity.selftest.run",
+    "oracle_gradients": "gradparity.reference.oracle",
+    "CalibratedRule": "gradparity.judge.policy",
+    "assert_grads_match": "gradparity.ci.assertions",
+    "check_grads": "gradparity.ci.assertions",
+    "ParityResult": "gradparity.ci.assertions",
+    "Baseline": "gradparity.ci.baseline",
+    "BaselineError": "gradparity.ci.baseline",
+    "load_baseline": "gradparity.ci.baseline",
+    "save_baseline": "gradparity.ci.baseline",
+    "make_baseline": "gradparity.ci.baseline",
+    "rerun_baseline": "gradparity.ci.baseline",
+    "compare_with_baseline": "gradparity.ci.baseline",
 }
 
 __all__ = [
@@ -97,8 +96,8 @@ __all__ = [
 
 if TYPE_CHECKING:
     from gradparity.adapters.registry import available_backends, get_backend
-    from gradparity.assertions import ParityResult, assert_grads_match, check_grads
-    from gradparity.baseline import (
+    from gradparity.ci.assertions import ParityResult, assert_grads_match, check_grads
+    from gradparity.ci.baseline import (
         Baseline,
         BaselineError,
         compare_with_baseline,
@@ -112,10 +111,10 @@ if TYPE_CHECKING:
     from gradparity.experiments.runner import run_specs
     from gradparity.experiments.suites import SUITES
     from gradparity.experiments.toml_suite import load_suite_file
-    from gradparity.oracle import oracle_gradients
-    from gradparity.policy import CalibratedRule
-    from gradparity.selftest import run_selftest
-    from gradparity.verdict import TensorVerdict, judge
+    from gradparity.judge.policy import CalibratedRule
+    from gradparity.judge.verdict import TensorVerdict, judge
+    from gradparity.reference.oracle import oracle_gradients
+    from gradparity.selftest.run import run_selftest
 
 
 def __getattr__(name: str) -> Any:

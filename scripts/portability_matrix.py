@@ -113,7 +113,7 @@ class _Perturbed:
 
 def worker(suite: str, out: Path) -> None:
     from gradparity.adapters.registry import get_backend
-    from gradparity.environment import environment
+    from gradparity.experiments.environment import environment
     from gradparity.experiments.runner import run_specs
     from gradparity.experiments.suites import SUITES
 
@@ -149,9 +149,9 @@ def _read(path: Path):
 
 
 def _cases(suite: str):
-    from gradparity.baseline import cases_of
+    from gradparity.ci.baseline import cases_of
     from gradparity.experiments.suites import SUITES
-    from gradparity.tolerances import resolve_tolerances
+    from gradparity.judge.tolerances import resolve_tolerances
 
     return cases_of(SUITES[suite][0](), ("torch", "jax"), resolve_tolerances())
 
@@ -185,7 +185,7 @@ def injected(clean, perturbed):
 
 
 def matrix(suite: str, tables: Path, names: list[str], extra: dict[str, Path]) -> int:
-    from gradparity.baseline import (
+    from gradparity.ci.baseline import (
         baseline_from_table,
         compare_with_baseline,
         differing_keys,

@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from gradparity import baseline as bl
-from gradparity.baseline import (
+from gradparity.ci import baseline as bl
+from gradparity.ci.baseline import (
     Baseline,
     BaselineCase,
     BaselineError,
@@ -26,10 +26,10 @@ from gradparity.baseline import (
     save_baseline,
 )
 from gradparity.cli import main
-from gradparity.errors import UsageError
+from gradparity.core.errors import UsageError
+from gradparity.core.spec import Spec
 from gradparity.experiments.suites import default_suite
 from gradparity.experiments.toml_suite import load_suite_file
-from gradparity.spec import Spec
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "results" / "baseline.json"

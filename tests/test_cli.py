@@ -135,7 +135,11 @@ def test_parity_failure_exits_1_and_still_writes_the_table(tmp_path, capsys, mon
 
 
 def test_result_files_get_the_usual_modes(tmp_path):
-    from gradparity.io import text_writer, write_file_atomically, write_folder_atomically
+    from gradparity.experiments.io import (
+        text_writer,
+        write_file_atomically,
+        write_folder_atomically,
+    )
 
     old = os.umask(0o022)
     try:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gradparity.compare import compare_arrays, ulp_distance
+from gradparity.judge.compare import compare_arrays, ulp_distance
 
 
 def test_identical_arrays_pass_with_zero_metrics():

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gradparity.core.errors import UsageError
 from gradparity.debug import debug_numpy
-from gradparity.errors import UsageError
 from gradparity.experiments.tables import COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,8 +11,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from gradparity.cli import main  # noqa: E402
+from gradparity.core.errors import UsageError  # noqa: E402
 from gradparity.debug import debug_torch  # noqa: E402
-from gradparity.errors import UsageError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "debug_cases"))

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from gradparity.case import make_case
-from gradparity.faults import FAULTS, inject
+from gradparity.core.spec import Spec
+from gradparity.judge.tolerances import DEFAULT_TOLERANCES
+from gradparity.judge.verdict import judge
+from gradparity.reference.case import make_case
 from gradparity.reference.mlp import reference_gradients
-from gradparity.spec import Spec
-from gradparity.tolerances import DEFAULT_TOLERANCES
-from gradparity.verdict import judge
+from gradparity.selftest.faults import FAULTS, inject
 
 SPECS = [
     Spec((4, 4, 4, 3), activation="tanh", head="softmax_ce", dtype="float32", batch=6),

@@ -5,14 +5,14 @@ import pytest
 
 import gradparity.experiments.runner as runner
 from gradparity.adapters.registry import get_backend
-from gradparity.case import make_case
+from gradparity.core.gradients import GradientSet
+from gradparity.core.spec import Spec
 from gradparity.experiments.tables import error_origins
-from gradparity.gradients import GradientSet
-from gradparity.layer_own import backend_steps, judge_layer_own, stitch
+from gradparity.judge.layer_own import backend_steps, judge_layer_own, stitch
+from gradparity.judge.tolerances import DEFAULT_TOLERANCES
 from gradparity.reference.activations import ACTIVATION_FUNCS
+from gradparity.reference.case import make_case
 from gradparity.reference.mlp import REFERENCE_KINKS, layer_step, reference_gradients
-from gradparity.spec import Spec
-from gradparity.tolerances import DEFAULT_TOLERANCES
 
 SPEC = Spec((4, 6, 6, 6, 3), activation="tanh", head="softmax_ce", dtype="float64", batch=5)
 

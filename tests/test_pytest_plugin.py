@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import gradparity.assertions  # noqa: F401 - loaded before the inner sessions (see above)
-from gradparity.assertions import assert_grads_match, check_grads
-from gradparity.baseline import load_baseline
-from gradparity.case import make_case
-from gradparity.compare import compare_arrays
-from gradparity.spec import Spec
+import gradparity.ci.assertions  # noqa: F401 - loaded before the inner sessions (see above)
+from gradparity.ci.assertions import assert_grads_match, check_grads
+from gradparity.ci.baseline import load_baseline
+from gradparity.core.spec import Spec
+from gradparity.judge.compare import compare_arrays
+from gradparity.reference.case import make_case
 
 torch = pytest.importorskip("torch")
 jax = pytest.importorskip("jax")
@@ -82,7 +82,7 @@ CASE_ID = "tanh-linear_mse.logits-f32-3x4x4x2-m8-s0-he-normal"
 
 TESTS = f'''
 import gradparity as gp
-from gradparity.assertions import assert_grads_match
+from gradparity.ci.assertions import assert_grads_match
 
 SPEC = {SPEC}
 
@@ -116,7 +116,7 @@ def project(pytester):
 
 def test_entry_point_registers_options_and_marker(pytester):
     eps = {e.name: e.value for e in metadata.entry_points(group="pytest11")}
-    assert eps.get("gradparity") == "gradparity.pytest_plugin"
+    assert eps.get("gradparity") == "gradparity.ci.pytest_plugin"
     help_ = pytester.runpytest("--help")
     help_.stdout.fnmatch_lines(["*gradient parity (gradparity):*", "*--gradparity-baseline=FILE*",
                                 "*--gradparity-update-baseline*", "*--gradparity-factor=F*",
@@ -126,7 +126,7 @@ def test_entry_point_registers_options_and_marker(pytester):
 
 
 def test_plugin_import_is_light():
-    code = ("import sys, gradparity.pytest_plugin; "
+    code = ("import sys, gradparity.ci.pytest_plugin; "
             "print(','.join(m for m in ('torch', 'jax', 'jaxlib', 'pandas') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -18,17 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-
-from gradparity.case import make_case
-from gradparity.reference.activations import ACTIVATION_FUNCS, sigmoid
-from gradparity.reference.heads import HEAD_FUNCS
-from gradparity.reference.mlp import (
-    backpropagation,
-    compute_loss,
-    forward_propagation,
-    reference_gradients,
-)
-from gradparity.reference.numerical import (
+from support.numerical import (
     COMPLEX_STEP_ACTIVATIONS,
     DEFAULT_STEPS,
     complex_safe_loss,
@@ -37,7 +27,17 @@ from gradparity.reference.numerical import (
     forward_from,
     numerical_gradients,
 )
-from gradparity.spec import ACTIVATIONS, Spec, head_forms
+
+from gradparity.core.spec import ACTIVATIONS, Spec, head_forms
+from gradparity.reference.activations import ACTIVATION_FUNCS, sigmoid
+from gradparity.reference.case import make_case
+from gradparity.reference.heads import HEAD_FUNCS
+from gradparity.reference.mlp import (
+    backpropagation,
+    compute_loss,
+    forward_propagation,
+    reference_gradients,
+)
 
 SMALL = (3, 4, 3)
 DEEP = (2, 3, 3, 3, 2)

@@ -8,12 +8,12 @@ import pytest
 
 import gradparity.experiments.runner as runner
 from gradparity.adapters.registry import get_backend
+from gradparity.core.gradients import backprop_order
+from gradparity.core.spec import ACTIVATIONS, Spec, head_forms
 from gradparity.experiments.report import write_results
 from gradparity.experiments.suites import SUITES, default_suite
 from gradparity.experiments.tables import COLUMNS
-from gradparity.faults import inject
-from gradparity.gradients import backprop_order
-from gradparity.spec import ACTIVATIONS, Spec, head_forms
+from gradparity.selftest.faults import inject
 
 torch = pytest.importorskip("torch")
 jax = pytest.importorskip("jax")
@@ -155,8 +155,8 @@ def test_run_specs_takes_cases_and_backend_objects(fakes):
     gets the ``-arrays<digest>`` id, and backend objects stand beside names."""
     import dataclasses
 
-    from gradparity.assertions import check_grads
-    from gradparity.case import make_case
+    from gradparity.ci.assertions import check_grads
+    from gradparity.reference.case import make_case
 
     spec = Spec((3, 4, 2), seed=5)
     case = make_case(spec)

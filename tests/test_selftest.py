@@ -3,10 +3,10 @@ self-test itself can fail (a harness that explains too much would miss faults)."
 
 import pytest
 
-import gradparity.selftest as selftest
+import gradparity.selftest.run as selftest
+from gradparity.core.spec import Spec
 from gradparity.experiments.suites import kinks_block, quick_suite, saturated_block
-from gradparity.faults import FAULTS
-from gradparity.spec import Spec
+from gradparity.selftest.faults import FAULTS
 
 SPECS = quick_suite()[::3] + kinks_block()[::12] + saturated_block()[::5] + [
     Spec((5, 4, 4, 4, 3), activation="sigmoid", head="softmax_ce", loss_form="probs",

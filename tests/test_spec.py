@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from gradparity.case import make_case
-from gradparity.errors import SpecError
-from gradparity.spec import Spec
+from gradparity.core.errors import SpecError
+from gradparity.core.spec import Spec
+from gradparity.reference.case import make_case
 
 
 @pytest.mark.parametrize(

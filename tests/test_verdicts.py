@@ -5,15 +5,15 @@ import math
 import numpy as np
 import pytest
 
-from gradparity.case import make_case
-from gradparity.gradients import GradientSet
-from gradparity.oracle import oracle_dtype, oracle_error, oracle_gradients, oracle_name
-from gradparity.policy import CalibratedRule
+from gradparity.core.gradients import GradientSet
+from gradparity.core.spec import Spec
+from gradparity.judge.policy import CalibratedRule
+from gradparity.judge.tolerances import DEFAULT_TOLERANCES, Tolerance
+from gradparity.judge.verdict import judge
 from gradparity.reference.activations import _erf_extended
+from gradparity.reference.case import make_case
 from gradparity.reference.mlp import REFERENCE_KINKS, reference_gradients
-from gradparity.spec import Spec
-from gradparity.tolerances import DEFAULT_TOLERANCES, Tolerance
-from gradparity.verdict import judge
+from gradparity.reference.oracle import oracle_dtype, oracle_error, oracle_gradients, oracle_name
 
 LONGDOUBLE_WIDER = np.finfo(np.longdouble).eps < np.finfo(np.float64).eps
 

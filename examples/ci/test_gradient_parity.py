@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import gradparity as gp
-from gradparity.assertions import assert_grads_match
+from gradparity.ci.assertions import assert_grads_match
 
 
 # One test item per spec: lists are axes of a cartesian product, as in a TOML [[sweep]].

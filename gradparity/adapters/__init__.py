@@ -6,7 +6,7 @@ load their framework on first use.
 
 from __future__ import annotations
 
-from gradparity.adapters.base import KINK_KEYS, Backend
+from gradparity.adapters.base import KINK_KEYS, Backend, LayerBackend
 from gradparity.adapters.registry import BACKENDS, available_backends, get_backend
 
-__all__ = ["BACKENDS", "KINK_KEYS", "Backend", "available_backends", "get_backend"]
+__all__ = ["BACKENDS", "KINK_KEYS", "Backend", "LayerBackend", "available_backends", "get_backend"]

@@ -14,10 +14,12 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from gradparity.gradients import GradientSet
+from gradparity.core.gradients import GradientSet
+from gradparity.reference.mlp import REFERENCE_KINKS
 
-#: Keys of `Backend.kink_conventions`: hidden activations with a kink at 0, and the L1 head.
-KINK_KEYS: tuple[str, ...] = ("relu", "leaky_relu", "linear_l1")
+#: Keys of `Backend.kink_conventions`: hidden activations with a kink at 0, and the L1 head
+#: (the keys of the reference's own conventions).
+KINK_KEYS: tuple[str, ...] = tuple(REFERENCE_KINKS)
 
 
 @runtime_checkable
@@ -48,6 +50,20 @@ class Backend(Protocol):
 
     def version(self) -> str | None:
         """The framework's version (from package metadata), or None if not installed."""
+        ...
+
+
+@runtime_checkable
+class LayerBackend(Backend, Protocol):
+    """A backend that can also run one hidden layer on its own (the layer-own rows of
+    `gradparity.judge.layer_own`; the output layer runs as a one-layer case)."""
+
+    def layer_gradients(self, case, layer: int, a_prev: np.ndarray, dA_out: np.ndarray
+                        ) -> dict[str, np.ndarray]:
+        """Hidden layer ``layer`` on its own: forward from ``a_prev`` = A[l-1]
+        ``(n_{l-1}, m)``, backward from ``dA_out`` = dJ/dA[l] ``(n_l, m)``. Returns ``Z``,
+        ``A``, ``dZ``, ``dW``, ``db``, ``dA_prev`` as `gradparity.reference.mlp.layer_step`
+        (the layer-own rows, `gradparity.judge.layer_own`)."""
         ...
 
 

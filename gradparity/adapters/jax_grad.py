@@ -30,8 +30,8 @@ from gradparity.adapters.base import (
     kink_value,
     modules_found,
 )
-from gradparity.gradients import GradientSet
-from gradparity.spec import HUBER_DELTA, LEAKY_SLOPE
+from gradparity.core.gradients import GradientSet
+from gradparity.core.spec import HUBER_DELTA, LEAKY_SLOPE
 
 _INSTALL_HINT = "jax is not installed (pip install 'gradparity[jax]')"
 
@@ -51,13 +51,6 @@ def jit_cache_info() -> dict[str, int]:
     """
     with _LOCK:
         return {"structures": len(_COMPILED), "traces": sum(_TRACES.values())}
-
-
-def clear_jit_cache() -> None:
-    """Forget the cached jitted functions and the trace counts."""
-    with _LOCK:
-        _COMPILED.clear()
-        _TRACES.clear()
 
 
 def _import() -> tuple[Any, Any]:

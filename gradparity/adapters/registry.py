@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib
 
 from gradparity.adapters.base import Backend, dist_version
-from gradparity.errors import UsageError
-from gradparity.gradients import GradientSet
+from gradparity.core.errors import UsageError
+from gradparity.core.gradients import GradientSet
 
 #: Backend names, in table order.
 BACKENDS: tuple[str, ...] = ("reference", "torch", "jax")
@@ -53,9 +53,9 @@ class ReferenceBackend:
         return dict(REFERENCE_KINKS)
 
     def version(self) -> str | None:
-        import gradparity
+        from gradparity.core import __version__
 
-        return f"gradparity {gradparity.__version__}, numpy {dist_version('numpy')}"
+        return f"gradparity {__version__}, numpy {dist_version('numpy')}"
 
 
 def _check_name(name: str) -> None:

@@ -27,8 +27,8 @@ from gradparity.adapters.base import (
     kink_value,
     modules_found,
 )
-from gradparity.gradients import GradientSet
-from gradparity.spec import HUBER_DELTA, LEAKY_SLOPE
+from gradparity.core.gradients import GradientSet
+from gradparity.core.spec import HUBER_DELTA, LEAKY_SLOPE
 
 _INSTALL_HINT = "torch is not installed (pip install 'gradparity[torch]')"
 

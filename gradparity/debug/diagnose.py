@@ -38,11 +38,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gradparity.core.spec import HEADS, LEAKY_SLOPE
 from gradparity.debug.equations import Getter, Net, evaluate
 from gradparity.debug.quantities import key, split
 from gradparity.reference.activations import ACTIVATION_FUNCS
 from gradparity.reference.heads import softmax
-from gradparity.spec import HEADS, LEAKY_SLOPE
 
 Array = np.ndarray
 
@@ -107,10 +107,6 @@ class Diagnosis:
     also: tuple[str, ...] = ()
     hidden: str | None = None
     implies: tuple[tuple[str, Array], ...] = field(default=(), repr=False, compare=False)
-
-    @property
-    def known(self) -> bool:
-        return self.code not in ("unknown", "scaled")
 
 
 @dataclass(frozen=True)

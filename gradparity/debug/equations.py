@@ -22,6 +22,7 @@ import numpy as np
 from gradparity.debug.quantities import key, split
 from gradparity.reference.activations import ACTIVATION_FUNCS, Activation
 from gradparity.reference.heads import HEAD_FUNCS, Head, softmax
+from gradparity.reference.mlp import bias_gradient, hidden_dZ, input_gradient, weight_gradient
 
 Array = np.ndarray
 Getter = Callable[[str], "Array | None"]
@@ -110,13 +111,14 @@ def evaluate(k: str, get: Getter, net: Net) -> Array | None:
                     return (A - net.Y) / net.m
                 return net.h.dZ(Z, A, net.Y, net.m)
             if q == "dZ":
-                return get(key("dA", layer)) * net.g.prime(get(key("Z", layer)))
+                return hidden_dZ(get(key("dA", layer)), net.g.prime(get(key("Z", layer))))
             if q == "dW":
-                return get(key("dZ", layer)) @ get(key("A", layer - 1)).T
+                return weight_gradient(get(key("dZ", layer)), get(key("A", layer - 1)))
             if q == "db":
-                return np.sum(get(key("dZ", layer)), axis=1, keepdims=True)
+                return bias_gradient(get(key("dZ", layer)))
             if q == "dA":
-                return net.parameters[key("W", layer + 1)].T @ get(key("dZ", layer + 1))
+                return input_gradient(net.parameters[key("W", layer + 1)],
+                                      get(key("dZ", layer + 1)))
     except (TypeError, ValueError, AttributeError, KeyError, IndexError):
         return None
     raise ValueError(k)

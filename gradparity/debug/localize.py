@@ -33,16 +33,18 @@ from typing import Any
 
 import numpy as np
 
-from gradparity.compare import TensorComparison, compare_arrays
 from gradparity.debug.diagnose import KINK, Diagnosis, diagnose, fits
 from gradparity.debug.equations import Net, evaluate, inputs_of
 from gradparity.debug.quantities import PER_EXAMPLE_QUANTITIES, split
 from gradparity.debug.user_code import Location
-from gradparity.tolerances import Tolerance
+from gradparity.judge.compare import TensorComparison, compare_arrays
+from gradparity.judge.status import FAILING
+from gradparity.judge.tolerances import Tolerance
 
 Array = np.ndarray
 
-FINDING = frozenset({"fail", "error"})
+#: Statuses of a quantity of the user's code that make it a finding: a failing row's.
+FINDING = FAILING
 
 
 @dataclass

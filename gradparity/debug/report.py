@@ -3,8 +3,12 @@ convention detected, then a per-layer table with a mark per quantity and framewo
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gradparity.debug.localize import Check
-from gradparity.debug.result import DebugResult
+
+if TYPE_CHECKING:  # annotations only: DebugResult's report() calls render
+    from gradparity.debug.result import DebugResult
 
 _MARKS = {"pass": "ok", "fail": "FAIL", "error": "ERROR", "skipped": "-",
           "inherited": "inherited"}

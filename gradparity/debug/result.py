@@ -5,23 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from gradparity.case import Case
-from gradparity.commands.common import EXIT_FAIL, EXIT_OK
+from gradparity.core.errors import EXIT_FAIL, EXIT_OK
+from gradparity.core.gradients import GradientSet
+from gradparity.core.spec import Spec
 from gradparity.debug.conventions import Convention
 from gradparity.debug.localize import Check, first_divergence
+from gradparity.debug.report import render
+from gradparity.debug.table import make_debug_table
 from gradparity.debug.user_code import Location
-from gradparity.gradients import GradientSet
-from gradparity.spec import Spec
-from gradparity.tolerances import Tolerance
+from gradparity.judge.tolerances import Tolerance
+from gradparity.reference.case import Case
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from gradparity.verdict import TensorVerdict
-
-#: The backend name of the user's code in the table.
-USER = "user"
-
+    from gradparity.judge.verdict import TensorVerdict
 
 @dataclass(frozen=True)
 class Problem:
@@ -47,7 +45,7 @@ class FrameworkRun:
 
     @property
     def failing(self) -> list[TensorVerdict]:
-        from gradparity.verdict import FAILING
+        from gradparity.judge.status import FAILING
 
         return [v for v in self.verdicts if v.status in FAILING]
 
@@ -116,12 +114,8 @@ class DebugResult:
 
     def report(self) -> str:
         """The short human report (see `gradparity.debug.report`)."""
-        from gradparity.debug.report import render
-
         return render(self)
 
     def table(self) -> pd.DataFrame:
         """The full tidy table (`gradparity.experiments.tables.COLUMNS`)."""
-        from gradparity.debug.table import make_debug_table
-
         return make_debug_table(self)

@@ -1,7 +1,7 @@
 """The debug API: `debug_numpy` (a user's hand-written backprop) and `debug_torch` (a user's
 ``nn.Sequential``). Both return a `DebugResult`.
 
-A session builds one case (`gradparity.case.make_case`), runs the user's code on it, the
+A session builds one case (`gradparity.reference.case.make_case`), runs the user's code on it, the
 NumPy reference, and the frameworks (torch, jax), then walks the user's quantities in the
 order the code computes them (`gradparity.debug.localize`), names the first one that
 diverges, marks what merely inherits it, and diagnoses each real finding
@@ -29,7 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from gradparity.case import Case, make_case
+from gradparity.adapters.registry import DEFAULT_BACKENDS
+from gradparity.core.errors import UsageError, check_finite_nonnegative
+from gradparity.core.gradients import GradientSet
+from gradparity.core.spec import ACTIVATIONS, DTYPES, HEADS, Spec
 from gradparity.debug import conventions
 from gradparity.debug.diagnose import fits
 from gradparity.debug.equations import Net
@@ -49,14 +52,12 @@ from gradparity.debug.user_code import (
     run_traced,
     signature_text,
 )
-from gradparity.errors import UsageError, check_finite_nonnegative
-from gradparity.gradients import GradientSet
+from gradparity.judge.tolerances import Tolerance, resolve_tolerances
 from gradparity.reference.activations import ACTIVATION_FUNCS
+from gradparity.reference.case import Case, make_case
 from gradparity.reference.heads import softmax
 from gradparity.reference.mlp import backpropagation as reference_backprop
 from gradparity.reference.mlp import reference_gradients
-from gradparity.spec import ACTIVATIONS, DTYPES, HEADS, Spec
-from gradparity.tolerances import Tolerance, resolve_tolerances
 
 #: Defaults of a NumPy session: the seed's network shape (relu hidden layers, one sigmoid
 #: output with binary cross-entropy), two equal hidden widths (so that an off-by-one layer
@@ -67,7 +68,6 @@ DEFAULT_HEAD = "sigmoid_bce"
 DEFAULT_ACTIVATION = "relu"
 BACKPROP_NAMES: tuple[str, ...] = ("backpropagation",)
 FORWARD_NAMES: tuple[str, ...] = ("forward", "forward_propagation")
-DEFAULT_BACKENDS: tuple[str, ...] = ("torch", "jax")
 
 
 # -- resolving the user's functions ---------------------------------------------------------
@@ -278,7 +278,7 @@ def _exception_outcome(call: UserCall, order: list[str], what: str
 def _framework_runs(case: Case, reference: GradientSet, backends: Sequence[str],
                     tolerance: Tolerance) -> list[FrameworkRun]:
     from gradparity.adapters.registry import get_backend
-    from gradparity.verdict import judge
+    from gradparity.judge.verdict import judge
 
     runs = []
     for name in backends:
@@ -684,7 +684,8 @@ def debug_torch(
     frameworks = _framework_runs(case, ref, backends, tol)
     if not run.errors and all(k in run.values for k in order):
         from gradparity.adapters.registry import get_backend
-        from gradparity.verdict import EXPLAINED, judge
+        from gradparity.judge.status import EXPLAINED
+        from gradparity.judge.verdict import judge
 
         forward = {"A0": case.X.copy(), **{k: run.values[k] for k in order
                                           if split(k)[0] in ("Z", "A")}}
@@ -723,7 +724,7 @@ def _to_numpy(v: Any) -> Any:
 
 def _versus(order: list[str], mine: Mapping[str, np.ndarray], theirs: Mapping[str, np.ndarray],
             tol: Tolerance, dtype: str) -> list[Check]:
-    from gradparity.compare import compare_arrays
+    from gradparity.judge.compare import compare_arrays
 
     out = []
     for k in sort_keys([k for k in order if k in theirs], order):

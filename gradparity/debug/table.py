@@ -13,10 +13,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gradparity.debug.localize import Check
-from gradparity.debug.result import USER, DebugResult
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: DebugResult's table() calls make_debug_table
     import pandas as pd
+
+    from gradparity.debug.result import DebugResult
+
+#: The backend name of the user's code in the table.
+USER = "user"
 
 
 def check_reason(c: Check) -> str:
@@ -72,7 +76,7 @@ def debug_rows(result: DebugResult) -> list[dict[str, object]]:
 
 
 def make_debug_table(result: DebugResult) -> pd.DataFrame:
-    from gradparity.environment import environment
+    from gradparity.experiments.environment import environment
     from gradparity.experiments.tables import make_table
 
     return make_table(debug_rows(result), environment())

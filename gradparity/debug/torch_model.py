@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from gradparity.core.errors import UsageError
+from gradparity.core.spec import ELU_ALPHA, LEAKY_SLOPE
 from gradparity.debug.quantities import key, walk_order
 from gradparity.debug.user_code import Location, innermost_user_frame, is_user_file
-from gradparity.errors import UsageError
-from gradparity.spec import ELU_ALPHA, LEAKY_SLOPE
 
 SUPPORTED = ("Linear (with bias), ReLU, LeakyReLU(0.01), Sigmoid, Tanh, Identity, "
              "Softplus(beta=1, threshold=20), ELU(alpha=1), SiLU, GELU(approximate='none' or "

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from gradparity.errors import UsageError
+from gradparity.core.errors import UsageError
 
 #: Keys of the seed's gradient dict and forward cache.
 GRAD_KEY = re.compile(r"^d(Z|W|b|A)(\d+)$")
@@ -105,9 +105,8 @@ def display_path(path: str | os.PathLike[str]) -> str:
 
 # -- which frames are the user's ------------------------------------------------------------
 def _library_roots() -> tuple[str, ...]:
-    import gradparity
-
-    roots = {os.path.dirname(os.path.abspath(gradparity.__file__))}
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # gradparity/
+    roots = {package}
     paths = sysconfig.get_paths()
     for name in ("stdlib", "platstdlib", "purelib", "platlib"):
         if paths.get(name):

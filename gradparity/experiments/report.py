@@ -6,20 +6,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from gradparity.experiments.tables import (
-    error_origins,
-    markdown_table,
-    pass_rate_pivot,
-    status_counts,
-    worst_per_case,
-)
-from gradparity.io import (
+from gradparity.experiments.io import (
     csv_writer,
     have_parquet,
     json_writer,
     parquet_writer,
     text_writer,
     write_folder_atomically,
+)
+from gradparity.experiments.tables import (
+    error_origins,
+    markdown_table,
+    pass_rate_pivot,
+    status_counts,
+    worst_per_case,
 )
 
 MAX_LISTED = 40

@@ -14,26 +14,20 @@ import pandas as pd
 
 from gradparity.adapters.base import Backend
 from gradparity.adapters.registry import DEFAULT_BACKENDS, get_backend
-from gradparity.case import Case, case_identity
-from gradparity.environment import environment
+from gradparity.core.gradients import GradientSet
+from gradparity.core.spec import Spec
+from gradparity.experiments.environment import environment
 from gradparity.experiments.tables import make_table, status_row, verdict_rows
-from gradparity.gradients import GradientSet
-from gradparity.layer_own import backend_steps, judge_layer_own
-from gradparity.oracle import oracle_gradients, oracle_name
-from gradparity.policy import DEFAULT_RULE, CalibratedRule, check_policy
+from gradparity.judge.layer_own import backend_steps, judge_layer_own
+from gradparity.judge.policy import DEFAULT_RULE, CalibratedRule, check_policy
+from gradparity.judge.status import worst_status
+from gradparity.judge.tolerances import Tolerance, resolve_tolerances
+from gradparity.judge.verdict import TensorVerdict, judge
+from gradparity.reference.case import Case, case_identity
 from gradparity.reference.mlp import reference_gradients
-from gradparity.spec import Spec
-from gradparity.tolerances import Tolerance, resolve_tolerances
-from gradparity.verdict import TensorVerdict, judge
+from gradparity.reference.oracle import oracle_gradients, oracle_name
 
 Progress = Callable[[int, int, Spec, dict[str, str]], None]
-
-
-def _case_status(statuses: list[str]) -> str:
-    for s in ("error", "fail", "skipped", "saturation", "kink", "rounding"):
-        if s in statuses:
-            return s
-    return "pass"
 
 
 @dataclass
@@ -125,7 +119,7 @@ def evaluate_case(
         result.rows.extend(verdict_rows(spec, b.name, verdicts,
                                         oracle=oracle_name(spec.dtype), policy=policy))
         result.backends.append(BackendResult(
-            b.name, _case_status([v.status for v in verdicts]), verdicts))
+            b.name, worst_status(v.status for v in verdicts), verdicts))
         if layer_own:
             try:
                 own = judge_layer_own(case, backend_steps(b, case, ref), ref,
@@ -166,9 +160,9 @@ def run_specs(
         tolerances: per-dtype table (default `resolve_tolerances()`).
         progress: called after each case with (index, total, spec, statuses by backend).
         policy, rule: the verdict policy (``"allclose"`` or ``"calibrated"``) and the
-            calibrated rule (see `gradparity.policy`).
+            calibrated rule (see `gradparity.judge.policy`).
         layer_own: also run every layer of every backend on the reference's upstream
-            values (rows with ``mode="layer_own"``; see `gradparity.layer_own`).
+            values (rows with ``mode="layer_own"``; see `gradparity.judge.layer_own`).
     """
     check_policy(policy)
     tol = tolerances or resolve_tolerances()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from itertools import product
 
-from gradparity.spec import ACTIVATIONS, DTYPES, Spec, head_forms
+from gradparity.core.spec import ACTIVATIONS, DTYPES, Spec, head_forms
 
 N_IN = 5
 WIDTHS = (8, 32)

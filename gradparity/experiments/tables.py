@@ -11,8 +11,9 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from gradparity.spec import Spec
-from gradparity.verdict import EXPLAINED, STATUSES, TensorVerdict
+from gradparity.core.spec import Spec
+from gradparity.judge.status import EXPLAINED, STATUSES
+from gradparity.judge.verdict import TensorVerdict
 
 SPEC_COLUMNS: tuple[str, ...] = (
     "case_id", "head", "loss_form", "activation", "dtype", "sizes", "depth", "batch",

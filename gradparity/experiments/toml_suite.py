@@ -36,8 +36,8 @@ from itertools import product
 from pathlib import Path
 from typing import Any
 
-from gradparity.errors import SpecError, UsageError
-from gradparity.spec import HEADS, Spec
+from gradparity.core.errors import SpecError, UsageError
+from gradparity.core.spec import HEADS, Spec
 
 _SPEC_FIELDS = tuple(f.name for f in fields(Spec))
 _TOP_KEYS = ("name", "description", "backends", "tolerances", "sweep", "case")
@@ -164,8 +164,8 @@ def load_suite_file(path: str | Path) -> SuiteFile:
     tolerances = data.get("tolerances", {})
     if not isinstance(tolerances, dict):
         raise SpecError(f"{where}: tolerances", tolerances, "tables [tolerances.<dtype>]")
-    from gradparity.commands.common import check_name
-    from gradparity.tolerances import resolve_tolerances
+    from gradparity.experiments.io import check_name
+    from gradparity.judge.tolerances import resolve_tolerances
 
     for dtype, values in tolerances.items():
         try:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gradparity.core.spec import HUBER_DELTA
 from gradparity.reference.activations import (
     identity,
     sigmoid,
@@ -31,7 +32,6 @@ from gradparity.reference.activations import (
     tanh,
     tanh_prime,
 )
-from gradparity.spec import HUBER_DELTA
 
 Array = np.ndarray
 
@@ -72,11 +72,11 @@ def bce_loss(z: Array, a: Array, y: Array, m: int) -> Array:
     return _sum_over_m(np.maximum(z, zero) - y * z + np.log1p(np.exp(-np.abs(z))), m)
 
 
-def bce_dA(z: Array, a: Array, y: Array, m: int) -> Array:
+def bce_dA(z: Array, a: Array, y: Array, m: int, from_outputs: bool = False) -> Array:
     """(A - Y) / (A (1 - A)) / m, with A - Y and A(1 - A) both evaluated from Z."""
     a_minus_y = (1.0 - y) * sigmoid(z) - y * sigmoid(-z)
     with np.errstate(divide="ignore", over="ignore"):
-        return a_minus_y / sigmoid_prime(z) / m
+        return a_minus_y / sigmoid_prime(z, from_outputs) / m
 
 
 def bce_dA_condition(z: Array, a: Array) -> Array:
@@ -138,23 +138,28 @@ class Head:
 
     name: str
     output: Callable[[Array], Array]
-    output_prime: Callable[[Array], Array] | None
+    output_prime: Callable[..., Array] | None
     loss: Callable[[Array, Array, Array, int], Array]
     dA_fn: Callable[..., Array]
     canonical: bool
     has_kink: bool = False  # L1: |r| at r = 0
     dA_condition: Callable[[Array, Array], Array] | None = None
+    dA_output_form: bool = False  # dA uses sigmoid' (see `Activation.output_form`)
 
     def forward(self, z: Array) -> Array:
         return self.output(z)
 
-    def dA(self, z: Array, a: Array, y: Array, m: int, at_kink: float | None = None) -> Array:
-        """dJ/dA[L], shape ``(n_L, m)``."""
+    def dA(self, z: Array, a: Array, y: Array, m: int, at_kink: float | None = None, *,
+           from_outputs: bool = False) -> Array:
+        """dJ/dA[L], shape ``(n_L, m)``; ``from_outputs``: output-form derivatives."""
         if self.has_kink:
             return self.dA_fn(z, a, y, m, 0.0 if at_kink is None else at_kink)
+        if self.dA_output_form:
+            return self.dA_fn(z, a, y, m, from_outputs)
         return self.dA_fn(z, a, y, m)
 
-    def dZ(self, z: Array, a: Array, y: Array, m: int, at_kink: float | None = None) -> Array:
+    def dZ(self, z: Array, a: Array, y: Array, m: int, at_kink: float | None = None, *,
+           from_outputs: bool = False) -> Array:
         """dJ/dZ[L], shape ``(n_L, m)``: (A - Y)/m for canonical pairs, else dA * g'(Z)."""
         if self.canonical:
             if self.name == "sigmoid_bce":
@@ -166,8 +171,8 @@ class Head:
                 others = np.where(y == 1, 0.0, a).sum(axis=0, keepdims=True)
                 return np.where(y == 1, -others, a - y).astype(z.dtype) / m
             return (a - y) / m
-        da = self.dA(z, a, y, m, at_kink)
-        return da if self.output_prime is None else da * self.output_prime(z)
+        da = self.dA(z, a, y, m, at_kink, from_outputs=from_outputs)
+        return da if self.output_prime is None else da * self.output_prime(z, from_outputs)
 
     def dA_rounding_budget(self, z: Array, a: Array) -> Array | None:
         """Relative error, in units of eps, that dA[L] carries when a framework evaluates
@@ -197,7 +202,7 @@ HEAD_FUNCS: dict[str, Head] = {
     for h in (
         Head("linear_mse", identity, None, mse_loss, mse_dA, canonical=True),
         Head("sigmoid_bce", sigmoid, sigmoid_prime, bce_loss, bce_dA, canonical=True,
-             dA_condition=bce_dA_condition),
+             dA_condition=bce_dA_condition, dA_output_form=True),
         Head("softmax_ce", softmax, None, ce_loss, ce_dA, canonical=True,
              dA_condition=ce_dA_condition),
         Head("sigmoid_mse", sigmoid, sigmoid_prime, mse_loss, mse_dA, canonical=False),

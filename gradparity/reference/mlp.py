@@ -11,6 +11,9 @@ Per layer, going backwards from the output::
 
 The seed writes ``dW = (1/m) dZ A^T`` because its dZ is per example (m times the true
 partial); here dZ and dA are the true partials of J, so the 1/m sits in dZ[L].
+
+These four equations are written once, in `hidden_dZ` and `backward_step`; backprop, the
+one-layer step, the self-test's faulty copy, layer-own and debug all call them.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from gradparity.gradients import GradientSet
+from gradparity.core.gradients import GradientSet
 from gradparity.reference.activations import ACTIVATION_FUNCS
 from gradparity.reference.heads import HEAD_FUNCS
 
@@ -27,6 +30,33 @@ Array = np.ndarray
 
 #: Convention keys for kinks: the hidden activation's name, or the head's name (L1 residual).
 REFERENCE_KINKS: dict[str, float] = {"relu": 0.0, "leaky_relu": 0.01, "linear_l1": 0.0}
+
+
+# -- the seed's backward equations, written once ---------------------------------------------
+def hidden_dZ(dA: Array, g_prime: Array) -> Array:
+    """dZ[l] = dA[l] * g'(Z[l]), element by element (``g_prime`` = g'(Z[l]))."""
+    return dA * g_prime
+
+
+def weight_gradient(dZ: Array, a_prev: Array) -> Array:
+    """dW[l] = dZ[l] A[l-1]^T."""
+    return dZ @ a_prev.T
+
+
+def bias_gradient(dZ: Array) -> Array:
+    """db[l] = the sum over examples (columns) of dZ[l], shape ``(n_l, 1)``."""
+    return np.sum(dZ, axis=1, keepdims=True)
+
+
+def input_gradient(W: Array, dZ: Array) -> Array:
+    """dA[l-1] = W[l]^T dZ[l]."""
+    return W.T @ dZ
+
+
+def backward_step(dZ: Array, a_prev: Array, W: Array) -> dict[str, Array]:
+    """From dZ[l] to the layer's gradients: ``{"dW", "db", "dA_prev"}``."""
+    return {"dW": weight_gradient(dZ, a_prev), "db": bias_gradient(dZ),
+            "dA_prev": input_gradient(W, dZ)}
 
 
 def forward_propagation(
@@ -63,6 +93,7 @@ def backpropagation(
     dZ_output: Array | None = None,
     with_output_dA: bool = False,
     prime: Callable[[Array], Array] | None = None,
+    from_outputs: bool = False,
 ) -> dict[str, Array]:
     """Backprop. Returns ``{dZl, dWl, dbl, dA(l-1)}`` for every layer (true partials of J).
 
@@ -73,6 +104,8 @@ def backpropagation(
             whether a backend's upstream gradients follow from its own output gradient).
         with_output_dA: also return dJ/dA[L] (composed heads).
         prime: replace the hidden activation's derivative (fault injection, self-test).
+        from_outputs: take sigmoid' and tanh' from the rounded outputs, as autodiff
+            frameworks do (see `gradparity.reference.activations`).
     """
     conv = {**REFERENCE_KINKS, **(kinks or {})}
     L = len(parameters) // 2
@@ -82,17 +115,20 @@ def backpropagation(
     ZL, AL = cache[f"Z{L}"], cache[f"A{L}"]
     grads: dict[str, Array] = {}
     if with_output_dA:
-        grads[f"dA{L}"] = h.dA(ZL, AL, Y, m, conv.get(head))
-    dZ = h.dZ(ZL, AL, Y, m, conv.get(head)) if dZ_output is None else dZ_output
+        grads[f"dA{L}"] = h.dA(ZL, AL, Y, m, conv.get(head), from_outputs=from_outputs)
+    dZ = (h.dZ(ZL, AL, Y, m, conv.get(head), from_outputs=from_outputs)
+          if dZ_output is None else dZ_output)
     for layer in range(L, 0, -1):
         if layer < L:
             z = cache[f"Z{layer}"]
-            gp = g.prime(z, conv.get(activation)) if prime is None else prime(z)
-            dZ = grads[f"dA{layer}"] * gp
+            gp = (g.prime(z, conv.get(activation), from_outputs=from_outputs)
+                  if prime is None else prime(z))
+            dZ = hidden_dZ(grads[f"dA{layer}"], gp)
+        step = backward_step(dZ, cache[f"A{layer - 1}"], parameters[f"W{layer}"])
         grads[f"dZ{layer}"] = dZ
-        grads[f"dW{layer}"] = dZ @ cache[f"A{layer - 1}"].T
-        grads[f"db{layer}"] = np.sum(dZ, axis=1, keepdims=True)
-        grads[f"dA{layer - 1}"] = parameters[f"W{layer}"].T @ dZ
+        grads[f"dW{layer}"] = step["dW"]
+        grads[f"db{layer}"] = step["db"]
+        grads[f"dA{layer - 1}"] = step["dA_prev"]
     return grads
 
 
@@ -103,11 +139,13 @@ def reference_gradients(
     dZ_output: Array | None = None,
     forward: Mapping[str, Array] | None = None,
     backend: str = "reference",
+    from_outputs: bool = False,
 ) -> GradientSet:
     """Run forward and backprop on a `Case` and pack the result as a `GradientSet`.
 
     ``forward`` replaces the reference's own forward cache (``{A0, Z1, A1, ...}``): the
     seed's backprop equations are then evaluated at another backend's forward values.
+    ``from_outputs``: derivatives from rounded outputs (see `backpropagation`).
     """
     spec = case.spec
     with np.errstate(over="ignore", under="ignore"):
@@ -119,6 +157,7 @@ def reference_gradients(
         grads = backpropagation(
             cache, case.Y, case.parameters, spec.activation, spec.head,
             kinks=kinks, dZ_output=dZ_output, with_output_dA=spec.loss_form == "probs",
+            from_outputs=from_outputs,
         )
     return GradientSet(backend=backend, loss=loss, forward=dict(cache), grads=grads,
                        notes="NumPy reference, seed equations, true partials of J")
@@ -132,12 +171,14 @@ def layer_step(
     *,
     kinks: Mapping[str, float] | None = None,
     z_at: Array | None = None,
+    from_outputs: bool = False,
 ) -> dict[str, Array]:
     """One layer on its own: forward from ``a_prev`` = A[l-1] ``(n_{l-1}, m)`` and, for a
     hidden layer, backward from ``dA_out`` = dJ/dA[l] ``(n_l, m)``; the output layer's
     backward starts from the loss. Returns ``Z``, ``A``, ``dZ``, ``dW``, ``db``,
     ``dA_prev`` (and ``loss``, plus ``dA`` for composed heads, at the output layer).
-    ``z_at`` evaluates the derivatives at another backend's Z[l] (its side of a kink)."""
+    ``z_at`` evaluates the derivatives at another backend's Z[l] (its side of a kink);
+    ``from_outputs`` takes them from rounded outputs (see `backpropagation`)."""
     spec = case.spec
     conv = {**REFERENCE_KINKS, **(kinks or {})}
     W, b = case.parameters[f"W{layer}"], case.parameters[f"b{layer}"]
@@ -152,12 +193,13 @@ def layer_step(
             out.update(A=A, loss=h.loss(Z, A, case.Y, m))
             Ad = A if z_at is None else h.forward(Zd)
             if spec.loss_form == "probs":
-                out["dA"] = h.dA(Zd, Ad, case.Y, m, conv.get(spec.head))
-            dZ = h.dZ(Zd, Ad, case.Y, m, conv.get(spec.head))
+                out["dA"] = h.dA(Zd, Ad, case.Y, m, conv.get(spec.head),
+                                 from_outputs=from_outputs)
+            dZ = h.dZ(Zd, Ad, case.Y, m, conv.get(spec.head), from_outputs=from_outputs)
         else:
             g = ACTIVATION_FUNCS[spec.activation]
             out["A"] = g.forward(Z)
-            dZ = dA_out * g.prime(Zd, conv.get(spec.activation))
-    out.update(dZ=dZ, dW=dZ @ a_prev.T, db=np.sum(dZ, axis=1, keepdims=True),
-               dA_prev=W.T @ dZ)
+            dZ = hidden_dZ(dA_out, g.prime(Zd, conv.get(spec.activation),
+                                           from_outputs=from_outputs))
+    out.update(dZ=dZ, **backward_step(dZ, a_prev, W))
     return out

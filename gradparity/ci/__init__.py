@@ -1,0 +1,1 @@
+"""CI regression gate: baselines, the assertion for tests, and the pytest plugin."""

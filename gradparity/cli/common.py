@@ -1,0 +1,45 @@
+"""Shared pieces of the command modules: exit codes, small argument parsers and checks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gradparity.core.errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE, UsageError
+
+__all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_USAGE", "check_backends_option",
+           "check_policy_option", "check_tolerance_options", "csv_list"]
+
+
+def csv_list(value: str) -> list[str]:
+    """``"a,b, c"`` -> ``["a", "b", "c"]`` (for options that take comma-separated names)."""
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def check_backends_option(backends: Sequence[str]) -> None:
+    """``--backends``: every name is a registered backend (and there is at least one)."""
+    from gradparity.adapters.registry import BACKENDS
+
+    if not backends:
+        raise UsageError("--backends='': expected at least one of "
+                         f"{', '.join(BACKENDS)}")
+    for b in backends:
+        if b not in BACKENDS:
+            raise UsageError(f"--backends={b!r}: expected one of {', '.join(BACKENDS)}")
+
+
+def check_policy_option(policy: str) -> None:
+    """``--policy``: one of the verdict policies."""
+    from gradparity.judge.policy import POLICIES
+
+    if policy not in POLICIES:
+        raise UsageError(f"--policy={policy!r}: expected one of {', '.join(POLICIES)}")
+
+
+def check_tolerance_options(args) -> None:
+    """``--rtol`` / ``--atol``: finite and non-negative when given."""
+    from gradparity.core.errors import check_finite_nonnegative
+
+    for flag in ("rtol", "atol"):
+        v = getattr(args, flag)
+        if v is not None:
+            check_finite_nonnegative(f"--{flag}", v)

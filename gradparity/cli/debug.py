@@ -1,0 +1,152 @@
+"""``gradparity debug``: find the first wrong gradient of your own backprop or PyTorch model.
+
+``gradparity debug FILE.py`` runs ``backpropagation(cache, Y, parameters)`` (and
+``forward(X, parameters)`` if the file has one) from FILE.py; ``gradparity debug --torch
+MODULE:ATTR`` checks an ``nn.Sequential``. Exit 0 when everything agrees, 1 otherwise, 2 on
+a usage error (one line).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gradparity.cli.common import check_tolerance_options, csv_list
+from gradparity.core.errors import UsageError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "debug", help="find the first wrong gradient of your own backprop or PyTorch model",
+        description="Run your backpropagation(cache, Y, parameters) from FILE.py (or your "
+        "nn.Sequential with --torch), the reference, torch and jax on one case; name the first "
+        "quantity that diverges, what it explains, and why it is wrong.")
+    p.add_argument("file", nargs="?", metavar="FILE.py",
+                   help="a Python file with backpropagation(cache, Y, parameters) and, "
+                   "optionally, forward(X, parameters) -> (AL, cache)")
+    p.add_argument("--torch", metavar="MODULE:ATTR",
+                   help="an nn.Sequential to check instead: module:attr or file.py:attr "
+                   "(a callable is called with no arguments)")
+    p.add_argument("--sizes", metavar="N0,...,NL",
+                   help="layer widths (default: from parameters/layer_dims in FILE.py, else "
+                   "4,5,5,1)")
+    p.add_argument("--activation", help="hidden activation (default: inferred from your "
+                   "forward, else relu)")
+    p.add_argument("--head", help="output activation + loss (default: inferred from your "
+                   "forward, else sigmoid_bce; --torch: sigmoid_bce for one output, "
+                   "softmax_ce for more)")
+    p.add_argument("--loss-form", dest="loss_form", help="logits or probs (default: the "
+                   "head's first)")
+    p.add_argument("--dtype", help="float64 (default) or float32; --torch: the module's")
+    p.add_argument("--batch", type=int, help="number of examples m (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the case's arrays (default 0)")
+    p.add_argument("--backends", type=csv_list, action="extend", metavar="NAMES",
+                   help="frameworks to run on the same case: torch,jax (the default; "
+                   "with --torch: jax), or none")
+    p.add_argument("--backprop", metavar="NAME", help="name of your backprop function "
+                   "(default: backpropagation)")
+    p.add_argument("--forward", metavar="NAME", help="name of your forward function (default: "
+                   "forward or forward_propagation; 'none' to use the harness's)")
+    p.add_argument("--out", metavar="PATH", help="write the full table: a .csv or .parquet "
+                   "file, or a folder (table.csv, report.txt, environment.json)")
+    p.add_argument("--rtol", type=float, help="relative tolerance (default: per dtype)")
+    p.add_argument("--atol", type=float, help="absolute tolerance (default: per dtype)")
+    p.set_defaults(handler=cmd_debug)
+
+
+def _backends(values: list[str] | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    if not values:
+        return default
+    if values == ["none"]:
+        return ()
+    for v in values:
+        if v not in ("torch", "jax"):
+            raise UsageError(f"--backends={v!r}: expected torch, jax or none")
+    return tuple(dict.fromkeys(values))
+
+
+def _check_out(out: str | None) -> None:
+    if out is None:
+        return
+    path = Path(out)
+    if path.suffix == ".parquet":
+        from gradparity.experiments.io import have_parquet
+
+        if not have_parquet():
+            raise UsageError(f"--out={out!r}: parquet needs pyarrow (pip install "
+                             "'gradparity[report]'); use a .csv file or a folder")
+    elif path.suffix and path.suffix != ".csv":
+        raise UsageError(f"--out={out!r}: expected a .csv or .parquet file, or a folder")
+    if path.exists() and path.is_dir() != (path.suffix == ""):
+        raise UsageError(f"--out={out!r}: exists and is a {'folder' if path.is_dir() else 'file'}")
+    from gradparity.experiments.io import check_output_file, check_output_folder
+
+    if path.suffix:
+        check_output_file(path)
+    else:
+        check_output_folder(path)
+
+
+def _write(result, out: str) -> Path:
+    from gradparity.experiments.io import (
+        csv_writer,
+        json_writer,
+        parquet_writer,
+        text_writer,
+        write_file_atomically,
+        write_folder_atomically,
+    )
+
+    df = result.table()
+    path = Path(out)
+    if path.suffix == ".csv":
+        return write_file_atomically(path, csv_writer(df))
+    if path.suffix == ".parquet":
+        return write_file_atomically(path, parquet_writer(df))
+    return write_folder_atomically(path, {
+        "table.csv": csv_writer(df),
+        "report.txt": text_writer(result.report()),
+        "environment.json": json_writer(df.attrs.get("environment", {})),
+    })
+
+
+def cmd_debug(args: argparse.Namespace) -> int:
+    if (args.file is None) == (args.torch is None):
+        raise UsageError("debug: give either FILE.py (your backprop) or --torch MODULE:ATTR")
+    if args.batch is not None and args.batch < 1:
+        raise UsageError(f"--batch={args.batch}: expected a positive integer")
+    if args.seed < 0:
+        raise UsageError(f"--seed={args.seed}: expected a non-negative integer")
+    check_tolerance_options(args)
+    _check_out(args.out)
+
+    from gradparity.debug.session import (
+        DEFAULT_BATCH,
+        debug_numpy,
+        debug_torch,
+        load_torch_target,
+        parse_sizes,
+    )
+
+    batch = args.batch if args.batch is not None else DEFAULT_BATCH
+    if args.torch is not None:
+        for flag in ("sizes", "activation", "backprop", "forward"):
+            if getattr(args, flag) is not None:
+                raise UsageError(f"--{flag}: not used with --torch (the module defines it)")
+        model, label = load_torch_target(args.torch)
+        result = debug_torch(model, head=args.head, loss_form=args.loss_form, dtype=args.dtype,
+                             batch=batch, seed=args.seed, rtol=args.rtol, atol=args.atol,
+                             backends=_backends(args.backends, ("jax",)), label=label)
+    else:
+        sizes = parse_sizes(args.sizes) if args.sizes else None
+        result = debug_numpy(args.file, sizes=sizes, activation=args.activation,
+                             head=args.head, loss_form=args.loss_form,
+                             dtype=args.dtype or "float64", batch=batch, seed=args.seed,
+                             backends=_backends(args.backends, ("torch", "jax")),
+                             rtol=args.rtol, atol=args.atol, backprop_name=args.backprop,
+                             forward_name="" if args.forward == "none" else args.forward)
+    print(result.report(), end="")
+    if args.out:
+        written = _write(result, args.out)
+        print(f"table: {written}")
+    return result.exit_code

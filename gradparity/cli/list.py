@@ -1,0 +1,34 @@
+"""``gradparity list``: suites, activations, heads, regimes and backends."""
+
+from __future__ import annotations
+
+import argparse
+
+from gradparity.cli.common import EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("list", help="list suites, activations, heads and backends")
+    p.set_defaults(handler=cmd_list)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from gradparity.adapters.registry import available_backends
+    from gradparity.core.spec import ACTIVATIONS, DTYPES, HEADS, REGIMES
+    from gradparity.experiments.suites import SUITES
+
+    print("suites:")
+    for name, (make, desc) in SUITES.items():
+        print(f"  {name:<10} {len(make()):>4} cases  {desc}")
+    print("activations:\n  " + ", ".join(ACTIVATIONS))
+    print("heads (loss forms):")
+    for h in HEADS.values():
+        print(f"  {h.name:<13} {'/'.join(h.forms):<13} {h.description}")
+    print("dtypes:\n  " + ", ".join(DTYPES))
+    print("regimes:\n  " + ", ".join(REGIMES))
+    print("backends:")
+    for name, (ok, note) in available_backends().items():
+        print(f"  {name:<10} {'installed' if ok else 'missing':<10} {note}")
+    return EXIT_OK
+
+

@@ -1,0 +1,183 @@
+"""Atomic writing of result folders: all files appear together, or none do.
+
+Files are written into a temporary sibling folder, flushed, and the folder is renamed into
+place; an existing result folder is replaced only after the new one is complete. The
+temporary names are private while being written (``tempfile`` makes them 0600/0700); what
+lands gets the usual modes under the process's umask (a replaced file keeps its mode).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from gradparity.core.errors import UsageError
+
+Writer = Callable[[Path], None]
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _file_mode() -> int:
+    return 0o666 & ~_umask()
+
+
+def _dir_mode() -> int:
+    return 0o777 & ~_umask()
+
+
+def write_folder_atomically(out_dir: str | Path, files: Mapping[str, Writer]) -> Path:
+    """Create ``out_dir`` with ``files`` (name -> function writing that path) atomically."""
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        for name, write in files.items():
+            path = tmp / name
+            write(path)  # written with open(): the umask's mode already
+            _fsync(path)
+        tmp.chmod(_dir_mode())
+        old = None
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / out.name)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def write_file_atomically(path: str | Path, write: Writer) -> Path:
+    """Write one file through a temporary sibling and an atomic rename."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.tmp-", dir=p.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    mode = p.stat().st_mode & 0o777 if p.exists() else _file_mode()
+    try:
+        write(tmp)
+        tmp.chmod(mode)
+        _fsync(tmp)
+        os.replace(tmp, p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return p
+
+
+def csv_writer(df: pd.DataFrame) -> Writer:
+    """Floats written with round-tripping repr, '\\n' line ends, no index."""
+    def write(path: Path) -> None:
+        df.to_csv(path, index=False, lineterminator="\n", float_format=None)
+    return write
+
+
+def parquet_writer(df: pd.DataFrame) -> Writer:
+    def write(path: Path) -> None:
+        df.to_parquet(path, index=False)
+    return write
+
+
+def text_writer(text: str) -> Writer:
+    def write(path: Path) -> None:
+        path.write_text(text, encoding="utf-8")
+    return write
+
+
+def json_writer(obj: object) -> Writer:
+    return text_writer(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def have_parquet() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("pyarrow") is not None
+
+
+#: Files a gradparity result folder may hold: only such a folder is ever replaced.
+RESULT_FILES = frozenset({
+    "table.csv", "table.parquet", "summary.md", "environment.json", "pass_rates.csv",
+    "worst_per_case.csv", "selftest.csv", "faults.csv", "false_alarms.csv",
+    "regressions.csv", "debug.csv", "report.txt",
+})
+
+
+def _writable_ancestor(p: Path, option: str) -> None:
+    """The nearest existing ancestor of ``p`` must be a folder we can create files in;
+    checked with a probe file, so read-only mounts and /proc are caught too."""
+    parent = p.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"{option}={str(p)!r}: {str(parent)!r} is a file, expected a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".gradparity-probe-", dir=parent)
+    except OSError as e:
+        raise UsageError(f"{option}={str(p)!r}: cannot write in {str(parent)!r} "
+                         f"({e.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_output_folder(path: str | Path, *, option: str = "--out") -> Path:
+    """Validate a result-folder path before any work: not empty, not a file, not a folder
+    holding anything but gradparity result files (never replace the user's folder), and
+    in a writable place. Raises `UsageError` (one line)."""
+    if str(path) == "":
+        raise UsageError(f"{option}='': expected a folder path")
+    p = Path(path)
+    if p.exists():
+        if not p.is_dir():
+            raise UsageError(f"{option}={str(p)!r}: exists and is a file, expected a folder")
+        if p.resolve() == Path.cwd().resolve():
+            raise UsageError(f"{option}={str(p)!r}: the current folder; name a result folder")
+        foreign = sorted(e.name for e in p.iterdir()
+                         if e.name not in RESULT_FILES or not e.is_file())
+        if foreign:
+            raise UsageError(f"{option}={str(p)!r}: exists and is not a gradparity result "
+                             f"folder (it holds {foreign[0]!r}); name a new folder")
+    _writable_ancestor(p, option)
+    return p
+
+
+def check_output_file(path: str | Path, *, option: str = "--out") -> Path:
+    """Validate a file path before any work: not empty, not a folder, in a writable place.
+    Raises `UsageError` (one line); whether an existing file may be replaced is the
+    caller's rule."""
+    if str(path) == "":
+        raise UsageError(f"{option}='': expected a file path")
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{option}={str(p)!r}: is a folder, expected a file name")
+    _writable_ancestor(p, option)
+    return p
+
+
+_NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._+-]*")
+
+
+def check_name(name: object, *, option: str = "--name") -> None:
+    """A run name becomes a folder name: letters, digits, '.', '_', '+', '-' only."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise UsageError(f"{option}={name!r}: expected a plain folder name (letters, "
+                         "digits, '.', '_', '+', '-'; not starting with '.' or '-')")

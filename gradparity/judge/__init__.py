@@ -1,0 +1,2 @@
+"""Judging a backend against the reference: metrics, tolerances and policies, verdicts,
+layer-own rows."""

@@ -1,0 +1,193 @@
+"""Vectorised per-tensor comparison metrics and the allclose verdict.
+
+`compare_arrays` measures one ``actual`` array against one ``expected`` array (same shape,
+any rank, including 0-d) and returns a `TensorComparison` that feeds both a table row and
+an assertion message laid out like ``torch.testing.assert_close``'s.
+
+Non-finite values: an element agrees when both sides are the same infinity or both are NaN
+(so a backend is never blamed for an overflow the reference also has); any other pairing
+with a non-finite value is a mismatch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from gradparity.judge.tolerances import eps
+
+Array = np.ndarray
+
+
+@dataclass(frozen=True)
+class TensorComparison:
+    """Metrics of ``actual`` against ``expected``.
+
+    ``worst_index`` is the element that violates ``atol + rtol |expected|`` the most (or,
+    when all pass, the one with the largest absolute difference); ``worst_value`` and
+    ``worst_expected`` are the two values there. ``max_ulp`` counts representable values
+    of ``dtype`` between the two; ``norm_err_eps`` is ``||a - e||_2 / (||e||_2 eps)``.
+    """
+
+    shape: tuple[int, ...]
+    max_abs_err: float
+    max_rel_err: float
+    max_ulp: float
+    cosine: float
+    norm_err_eps: float
+    worst_index: tuple[int, ...]
+    worst_value: float
+    worst_expected: float
+    n_mismatch: int
+    n_elements: int
+    atol: float
+    rtol: float
+    passed: bool
+    mismatch_mask: Array | None = None
+    diff: Array | None = None
+    shape_error: str = ""
+    abs_index: tuple[int, ...] = ()
+    rel_index: tuple[int, ...] = ()
+
+    def as_row(self) -> dict[str, object]:
+        row = asdict(self)
+        for private in ("mismatch_mask", "diff", "shape_error", "abs_index", "rel_index"):
+            row.pop(private)
+        row["shape"] = "x".join(map(str, self.shape)) if self.shape else "scalar"
+        row["worst_index"] = str(self.worst_index) if self.worst_index else "()"
+        return row
+
+    def message(self, what: str = "Tensor-likes") -> str:
+        """A mismatch report in the layout of torch.testing.assert_close."""
+        if self.shape_error:
+            return f"{what}: {self.shape_error}"
+        if self.passed:
+            return f"{what} are close."
+        pct = 100.0 * self.n_mismatch / max(self.n_elements, 1)
+        return (
+            f"{what} are not close!\n\n"
+            f"Mismatched elements: {self.n_mismatch} / {self.n_elements} ({pct:.1f}%)\n"
+            f"Greatest absolute difference: {self.max_abs_err:.6g} at index {self.abs_index} "
+            f"(up to {self.atol:g} allowed)\n"
+            f"Greatest relative difference: {self.max_rel_err:.6g} at index {self.rel_index} "
+            f"(up to {self.rtol:g} allowed)\n"
+            f"Worst element: index {self.worst_index}, actual {self.worst_value!r}, "
+            f"expected {self.worst_expected!r}"
+        )
+
+
+def _ordered_ints(x: Array) -> Array:
+    """Map floats to integers whose order (and differences) follow the float order."""
+    itype = {4: np.int32, 8: np.int64, 2: np.int16}[x.dtype.itemsize]
+    i = x.view(itype).astype(np.int64)
+    low = np.int64(np.iinfo(itype).min)
+    return np.where(i < 0, low - i, i)
+
+
+def ulp_distance(actual: Array, expected: Array) -> Array:
+    """Number of representable values between the elements (float64; inf if non-finite)."""
+    dtype = np.promote_types(actual.dtype, expected.dtype)
+    a = np.ascontiguousarray(actual, dtype=dtype)
+    e = np.ascontiguousarray(expected, dtype=dtype)
+    oa, oe = _ordered_ints(a), _ordered_ints(e)
+    same_sign = (oa >= 0) == (oe >= 0)
+    with np.errstate(over="ignore"):
+        near = np.abs(oa - oe).astype(np.float64)
+    far = np.abs(oa.astype(np.float64)) + np.abs(oe.astype(np.float64))
+    d = np.where(same_sign, near, far)
+    both_nan = np.isnan(a) & np.isnan(e)
+    bad = ~(np.isfinite(a) & np.isfinite(e)) & ~((a == e) | both_nan)
+    return np.where(bad, np.inf, np.where((a == e) | both_nan, 0.0, d))
+
+
+def _shape_mismatch(actual: Array, expected: Array, rtol: float, atol: float) -> TensorComparison:
+    return TensorComparison(
+        shape=tuple(np.shape(actual)), max_abs_err=np.inf, max_rel_err=np.inf, max_ulp=np.inf,
+        cosine=np.nan, norm_err_eps=np.inf, worst_index=(), worst_value=np.nan,
+        worst_expected=np.nan, n_mismatch=int(np.size(expected)),
+        n_elements=int(np.size(expected)), atol=atol, rtol=rtol, passed=False,
+        shape_error=f"shape {tuple(np.shape(actual))} != expected {tuple(np.shape(expected))}",
+    )
+
+
+def compare_arrays(
+    actual: Array, expected: Array, *, rtol: float, atol: float, dtype: str | None = None
+) -> TensorComparison:
+    """Compare two arrays of the same shape under ``|a - e| <= atol + rtol |e|``.
+
+    Args:
+        actual: the backend's array, any shape.
+        expected: the array it is judged against, same shape.
+        rtol, atol: tolerances (keyword-only).
+        dtype: the working dtype for ULP and eps units (default: ``expected``'s).
+    """
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    if actual.shape != expected.shape:
+        return _shape_mismatch(actual, expected, rtol, atol)
+    work = np.dtype(dtype) if dtype is not None else expected.dtype
+    if not np.issubdtype(work, np.floating):
+        work = np.dtype(np.float64)
+    a = actual.astype(np.float64)
+    e = expected.astype(np.float64)
+    n = int(e.size)
+
+    both_nan = np.isnan(a) & np.isnan(e)
+    same = (a == e) | both_nan  # equal values, equal infinities, NaN with NaN
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        diff = np.where(same, 0.0, np.abs(a - e))
+        diff = np.where(np.isnan(diff), np.inf, diff)
+        allowed = atol + rtol * np.abs(np.where(np.isfinite(e), e, 0.0))
+        ok = same | (diff <= allowed)
+        rel = np.where(same, 0.0, np.where(e != 0, diff / np.abs(e), np.inf))
+        rel = np.where(np.isnan(rel), np.inf, rel)
+    mismatch = ~ok
+    n_mismatch = int(mismatch.sum())
+
+    if n:
+        with np.errstate(invalid="ignore"):
+            badness = np.where(mismatch, diff - allowed, -np.inf)
+        if n_mismatch:
+            badness = np.where(np.isnan(badness), np.inf, badness)
+            flat = int(np.argmax(badness))
+        else:
+            flat = int(np.argmax(diff))
+        worst = tuple(int(i) for i in np.unravel_index(flat, e.shape))
+        worst_value = float(a.flat[flat])
+        worst_expected = float(e.flat[flat])
+        max_abs = float(diff.max())
+        max_rel = float(rel.max())
+        abs_index = tuple(int(i) for i in np.unravel_index(int(np.argmax(diff)), e.shape))
+        rel_index = tuple(int(i) for i in np.unravel_index(int(np.argmax(rel)), e.shape))
+        max_ulp = float(ulp_distance(actual.astype(work), expected.astype(work)).max())
+    else:
+        worst, worst_value, worst_expected = (), np.nan, np.nan
+        abs_index = rel_index = ()
+        max_abs = max_rel = max_ulp = 0.0
+
+    finite = np.isfinite(a).all() and np.isfinite(e).all()
+    if finite:
+        na, ne = float(np.linalg.norm(a)), float(np.linalg.norm(e))
+        nd = float(np.linalg.norm(a - e))
+        if na == 0.0 and ne == 0.0:
+            cosine = 1.0
+        elif na == 0.0 or ne == 0.0:
+            cosine = 0.0
+        else:
+            cosine = float(np.dot(a.ravel(), e.ravel()) / (na * ne))
+        if ne == 0.0:
+            norm_err = 0.0 if nd == 0.0 else np.inf
+        else:
+            norm_err = nd / (ne * eps(work))
+    else:
+        cosine = np.nan
+        norm_err = 0.0 if bool(same.all()) else np.inf
+
+    return TensorComparison(
+        shape=tuple(e.shape), max_abs_err=max_abs, max_rel_err=max_rel, max_ulp=max_ulp,
+        cosine=cosine, norm_err_eps=float(norm_err), worst_index=worst,
+        worst_value=worst_value, worst_expected=worst_expected, n_mismatch=n_mismatch,
+        n_elements=n, atol=float(atol), rtol=float(rtol), passed=n_mismatch == 0,
+        mismatch_mask=mismatch, diff=diff, abs_index=abs_index, rel_index=rel_index,
+    )
