@@ -17,6 +17,7 @@ from gradparity.adapters.registry import DEFAULT_BACKENDS, get_backend
 from gradparity.case import Case, case_identity
 from gradparity.environment import environment
 from gradparity.experiments.tables import make_table, status_row, verdict_rows
+from gradparity.finite import INVALID_CASE, invalid_case_reason
 from gradparity.gradients import GradientSet
 from gradparity.layer_own import backend_steps, judge_layer_own
 from gradparity.oracle import oracle_gradients, oracle_name
@@ -76,8 +77,11 @@ class CaseResult:
         return {r.backend: r.status for r in self.backends}
 
     def _status(self, backend: str, status: str, reason: str,
-                exception: BaseException | None = None) -> None:
-        self.rows.append(status_row(self.spec, backend, status, reason))
+                exception: BaseException | None = None, code: str = "") -> None:
+        row = status_row(self.spec, backend, status, reason)
+        if code:
+            row["reason_code"] = code
+        self.rows.append(row)
         self.backends.append(BackendResult(backend, status, reason=reason,
                                            exception=exception))
 
@@ -108,6 +112,15 @@ def evaluate_case(
     except Exception as exc:  # noqa: BLE001 - isolate the case, keep sweeping
         for b in adapters:
             result._status(b.name, "error", f"reference: {type(exc).__name__}: {exc}", exc)
+        return result
+    invalid = invalid_case_reason(case, ref)
+    if invalid:  # NaN/inf inputs or reference: nothing can be judged, nothing passes
+        for b in adapters:
+            result._status(b.name, "error", invalid, code=INVALID_CASE)
+        if case_id != spec.case_id:
+            for r in result.rows:
+                r["case_id"] = case_id
+        result.case_id, result.rerun = case_id, rerun
         return result
     result.case_id, result.rerun, result.case, result.reference = case_id, rerun, case, ref
     for b in adapters:
