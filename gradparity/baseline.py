@@ -542,6 +542,7 @@ def loads(text: str, *, where: str = "<text>") -> Baseline:
         if (layer is None) != (r["quantity"] == _WHOLE_CASE):
             raise _err(where, f"{at}: layer is null exactly when quantity is '*'")
         values = [_dec_float(r[m], where, f"{at}.{m}") for m in _FLOAT_COLUMNS]
+        _check_row_values(where, at, r, values, by_id[r["case_id"]])
         row = (r["case_id"], r["backend"], r["against"], layer, r["quantity"], r["status"],
                *values)
         key = row[:len(KEY_COLUMNS)]
@@ -549,11 +550,51 @@ def loads(text: str, *, where: str = "<text>") -> Baseline:
             raise _err(where, f"{at}: duplicate row {_key_text(key)}")
         seen.add(key)
         rows.append(row)
+    _check_backends_have_rows(where, cases, rows)
     env = data["environment"]
     source = data.get("source", "")
     return Baseline(cases=cases, rows=rows,
                     environment={str(k): str(v) for k, v in env.items()},
                     source=source if isinstance(source, str) else "")
+
+
+def _check_row_values(where: str, at: str, r: Mapping[str, Any], values: Sequence[Any],
+                      case: BaselineCase) -> None:
+    """One row's status is a known one, its backend one of its case's, its metrics
+    non-negative numbers (``inf`` only for a row that did not pass; never NaN) and its
+    floors finite non-negative numbers (null only on a whole-case row): a corrupted
+    file must not switch the gate off."""
+    from gradparity.verdict import STATUSES
+
+    if r["status"] not in STATUSES:
+        raise _err(where, f"{at}.status={r['status']!r}: expected one of "
+                   f"{', '.join(STATUSES)}")
+    if r["backend"] not in case.backends:
+        raise _err(where, f"{at}.backend={r['backend']!r}: not among the backends of its "
+                   f"case ({', '.join(case.backends)})")
+    for name, v in zip(_FLOAT_COLUMNS, values, strict=True):
+        if v is None:
+            if name in FLOOR_COLUMNS.values() and r["quantity"] != _WHOLE_CASE:
+                raise _err(where, f"{at}.{name}=None: expected a finite number >= 0")
+            continue
+        is_floor = name in FLOOR_COLUMNS.values()
+        if math.isnan(v) or v < 0 or (math.isinf(v) and (is_floor or r["status"] == "pass")):
+            shown = _enc_float(v)
+            expected = ("a finite number >= 0" if is_floor or r["status"] == "pass"
+                        else "a number >= 0 or 'inf'")
+            raise _err(where, f"{at}.{name}={shown!r}: expected {expected}")
+
+
+def _check_backends_have_rows(where: str, cases: Sequence[BaselineCase],
+                              rows: Sequence[tuple[Any, ...]]) -> None:
+    """Every backend a case lists has rows: dropping a backend from a case must not drop
+    its rows from the check silently (the reverse is caught per row)."""
+    have = {(r[0], r[1]) for r in rows}
+    for i, c in enumerate(cases):
+        for b in c.backends:
+            if (c.case_id, b) not in have:
+                raise _err(where, f"cases[{i}].backends: {b!r} has no rows for case "
+                           f"{c.case_id!r}")
 
 
 def _key_text(key: Sequence[Any]) -> str:

@@ -49,7 +49,7 @@ def _toy() -> Baseline:
              BaselineCase(a.case_id + "-arrays0123abcd", a, ("mine",), 0.0, 0.0, rerun=False)]
     rows = [
         (a.case_id, "torch", "reference", 1, "dW", "pass", 0.1 + 0.2, 1 / 3, 5e-324, 1.0),
-        (a.case_id, "jax", "reference", 2, "loss", "saturation", math.inf, math.nan,
+        (a.case_id, "jax", "reference", 2, "loss", "saturation", math.inf, math.inf,
          2.0 ** -24, 1.0),
         (EXPLICIT.case_id, "torch", "reference", None, "*", "error", None, None, None, None),
         (a.case_id + "-arrays0123abcd", "mine", "reference", 1, "dZ", "fail", 1e300, -0.0,
