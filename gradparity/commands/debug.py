@@ -49,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "forward or forward_propagation; 'none' to use the harness's)")
     p.add_argument("--out", metavar="PATH", help="write the full table: a .csv or .parquet "
                    "file, or a folder (table.csv, report.txt, environment.json)")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="wall-clock limit of the session, which runs your code in a child "
+                   "process (default 60); past it: exit 2 naming the line that was running")
     p.add_argument("--rtol", type=float, help="relative tolerance (default: per dtype)")
     p.add_argument("--atol", type=float, help="absolute tolerance (default: per dtype)")
     p.set_defaults(handler=cmd_debug)
@@ -110,7 +113,30 @@ def _write(result, out: str) -> Path:
     })
 
 
+#: The options `compute` reads (the request the isolated child gets).
+REQUEST_KEYS = ("file", "torch", "sizes", "activation", "head", "loss_form", "dtype", "batch",
+                "seed", "backends", "backprop", "forward", "rtol", "atol")
+
+
 def cmd_debug(args: argparse.Namespace) -> int:
+    """Check the options, run the session in a child process (`gradparity.debug.isolation`)
+    and print its report; ``--out`` is resolved here, before user code runs, and written
+    here."""
+    _check(args)
+    from gradparity.debug.isolation import run_isolated
+
+    out = None if args.out is None else str(Path(args.out).resolve())
+    request = {k: getattr(args, k) for k in REQUEST_KEYS}
+    what = args.file if args.file is not None else f"--torch={args.torch}"
+    result = run_isolated(request, timeout=args.timeout, what=what)
+    print(result.report(), end="")
+    if out is not None:
+        _write(result, out)
+        print(f"table: {Path(args.out)}")
+    return result.exit_code
+
+
+def _check(args: argparse.Namespace) -> None:
     if (args.file is None) == (args.torch is None):
         raise UsageError("debug: give either FILE.py (your backprop) or --torch MODULE:ATTR")
     if args.batch is not None and args.batch < 1:
@@ -118,8 +144,18 @@ def cmd_debug(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise UsageError(f"--seed={args.seed}: expected a non-negative integer")
     check_tolerance_options(args)
+    t = args.timeout
+    if not (isinstance(t, float) and 0.0 < t < float("inf")):
+        raise UsageError(f"--timeout={t!r}: expected a positive number of seconds")
     _check_out(args.out)
 
+
+def compute(request: dict[str, object]) -> object:
+    """The debug session of ``request`` (the `REQUEST_KEYS` options), in this process: a
+    `DebugResult`. ``gradparity debug`` calls it in a child process."""
+    args = argparse.Namespace(**{k: request.get(k) for k in REQUEST_KEYS})
+    if args.seed is None:
+        args.seed = 0
     from gradparity.debug.session import (
         DEFAULT_BATCH,
         debug_numpy,
@@ -145,8 +181,4 @@ def cmd_debug(args: argparse.Namespace) -> int:
                              backends=_backends(args.backends, ("torch", "jax")),
                              rtol=args.rtol, atol=args.atol, backprop_name=args.backprop,
                              forward_name="" if args.forward == "none" else args.forward)
-    print(result.report(), end="")
-    if args.out:
-        written = _write(result, args.out)
-        print(f"table: {written}")
-    return result.exit_code
+    return result
