@@ -130,3 +130,15 @@ def test_bad_timeout_is_a_usage_error(tmp_path, capsys):
         assert main(["debug", "x.py", "--timeout", bad]) == 2
         err = capsys.readouterr().err
         assert f"--timeout={float(bad)!r}: expected a positive number of seconds" in err
+
+
+def test_an_exception_after_every_checked_quantity_is_still_a_finding(tmp_path):
+    from gradparity.debug import debug_numpy
+
+    p = tmp_path / "late.py"
+    p.write_text(SEED_TEXT.replace("    return grads",
+                                   "    raise ValueError('late')\n    return grads"))
+    r = debug_numpy(p, backends=())
+    assert r.exit_code == 1
+    assert any("raised ValueError: late" in x.text and "never returned" in x.text
+               for x in r.problems)
