@@ -142,3 +142,14 @@ def test_an_exception_after_every_checked_quantity_is_still_a_finding(tmp_path):
     assert r.exit_code == 1
     assert any("raised ValueError: late" in x.text and "never returned" in x.text
                for x in r.problems)
+
+
+def test_a_torch_model_module_runs_isolated_too(tmp_path):
+    (tmp_path / "model.py").write_text("import os\nos._exit(0)\nmodel = None\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-m", "gradparity", "debug", "--torch",
+                        "model.py:model"], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=120)
+    err = _one_line_error(r)
+    assert err.startswith("gradparity: error: --torch=model.py:model: ended the process "
+                          "(exit status 0) without a result in importing model.py")
