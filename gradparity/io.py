@@ -154,7 +154,8 @@ def deferred_signals() -> Iterator[None]:
         caught.append((signum, frame))
 
     for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.signal(sig, hold)
+        before = signal.signal(sig, hold)
+        previous[sig] = signal.SIG_DFL if before is None else before  # None: set from C
     try:
         yield
     finally:
