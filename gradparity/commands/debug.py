@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gradparity.commands.common import check_tolerance_options, csv_list
 from gradparity.errors import UsageError
+
+if TYPE_CHECKING:
+    from gradparity.debug.result import DebugResult
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -147,10 +151,11 @@ def _check(args: argparse.Namespace) -> None:
     t = args.timeout
     if not (isinstance(t, float) and 0.0 < t < float("inf")):
         raise UsageError(f"--timeout={t!r}: expected a positive number of seconds")
+    _backends(args.backends, ())  # names checked before any user code runs
     _check_out(args.out)
 
 
-def compute(request: dict[str, object]) -> object:
+def compute(request: dict[str, object]) -> DebugResult:
     """The debug session of ``request`` (the `REQUEST_KEYS` options), in this process: a
     `DebugResult`. ``gradparity debug`` calls it in a child process."""
     args = argparse.Namespace(**{k: request.get(k) for k in REQUEST_KEYS})
