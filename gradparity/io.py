@@ -4,6 +4,10 @@ Files are written into a temporary sibling folder, flushed, and the folder is re
 place; an existing result folder is replaced only after the new one is complete. The
 temporary names are private while being written (``tempfile`` makes them 0600/0700); what
 lands gets the usual modes under the process's umask (a replaced file keeps its mode).
+
+Temporaries are named ``.<name>.tmp-<host>-<pid>-<random>`` (and ``.old-`` for a replaced
+folder during the swap), so that a later process can tell a killed writer's leftovers from
+a live one's (`clean_stale_temporaries`).
 """
 
 from __future__ import annotations
