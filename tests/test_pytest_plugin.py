@@ -258,7 +258,7 @@ def test_marker_parametrises_one_item_per_spec(project):
     r.stdout.fnmatch_lines(["E * AssertionError: degraded vs reference: layer 3, quantity dW*"])
 
 
-def test_marker_misuse_is_a_collection_error(project):
+def test_a_bad_marker_errors_that_item_only_and_the_session_goes_on(project):
     project.makepyfile(
         test_no_fixture="""
             import pytest
@@ -280,19 +280,51 @@ def test_marker_misuse_is_a_collection_error(project):
             @pytest.mark.gradparity(sizes=(3, 2), colour="red")
             def test_unknown_field(gradparity_check):
                 pass
+        """,
+        test_nested_head="""
+            import pytest
+
+            @pytest.mark.gradparity(sizes=(3, 2), head=[["softmax_ce"]])
+            def test_nested_head(gradparity_check):
+                pass
+        """,
+        test_bad_options="""
+            import pytest
+
+            @pytest.mark.gradparity(sizes=(3, 2), backends=["nosuch"])
+            def test_bad_backend(gradparity_check):
+                pass
+
+            @pytest.mark.gradparity(sizes=(3, 2), rtol=-1)
+            def test_bad_rtol(gradparity_check):
+                pass
+
+            def test_bad_call(gradparity_check):
+                import gradparity as gp
+                gradparity_check(gp.Spec((3, 2)), ["reference"], atol=float("nan"))
+        """,
+        test_fine="""
+            def test_fine():
+                pass
         """)
     r = project.runpytest("-p", "no:cacheprovider")
-    assert r.ret == pytest.ExitCode.INTERRUPTED  # collection errors stop the session
+    assert r.ret == pytest.ExitCode.TESTS_FAILED  # not INTERRUPTED: the session ran
+    r.assert_outcomes(passed=1, failed=1, errors=6)
     r.stdout.fnmatch_lines([
         "test_no_fixture.py::test_no_fixture: @pytest.mark.gradparity needs the "
         "gradparity_check (or gradparity_spec) fixture"])
     r.stdout.fnmatch_lines([
-        "test_zero_width.py::test_zero_width: @pytest.mark.gradparity: sizes[1]=0: expected "
-        "an integer from 1 to 4096"])
+        "@pytest.mark.gradparity: sizes[1]=0: expected an integer from 1 to 4096"])
     r.stdout.fnmatch_lines([
-        "test_unknown_field.py::test_unknown_field: @pytest.mark.gradparity.colour='red': "
-        "expected a spec field, one of *"])
-    assert "Traceback" not in r.stdout.str()
+        "@pytest.mark.gradparity.colour='red': expected a spec field, one of *"])
+    r.stdout.fnmatch_lines([
+        "@pytest.mark.gradparity.head=[[][[]'softmax_ce'[]][]]: expected a string or a list of "
+        "strings"])
+    r.stdout.fnmatch_lines(["@pytest.mark.gradparity: backends='nosuch': expected one of *"])
+    r.stdout.fnmatch_lines(["@pytest.mark.gradparity: rtol=-1: expected a finite number >= 0"])
+    r.stdout.fnmatch_lines(["gradparity_check: atol=nan: expected a finite number >= 0"])
+    out = r.stdout.str()
+    assert "Traceback" not in out and "UsageError" not in out and "SpecError" not in out
 
 
 BASELINED = f'''

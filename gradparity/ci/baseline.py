@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from gradparity.core.errors import SpecError, UsageError
 from gradparity.core.spec import Spec
 from gradparity.judge.policy import DEFAULT_RULE, CalibratedRule
-from gradparity.judge.status import FAILING, worst_status
+from gradparity.judge.status import FAILING, STATUSES, worst_status
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -463,6 +463,7 @@ def loads(text: str, *, where: str = "<text>") -> Baseline:
         if (layer is None) != (r["quantity"] == _WHOLE_CASE):
             raise _err(where, f"{at}: layer is null exactly when quantity is '*'")
         values = {m: _dec_float(r[m], where, f"{at}.{m}") for m in _FLOAT_COLUMNS}
+        _check_row_values(where, at, r, values, by_id[r["case_id"]])
         row = BaselineRow(r["case_id"], r["backend"], r["against"], layer, r["quantity"],
                           r["status"], r["reason_code"], **values)
         key = tuple(row[:len(KEY_COLUMNS)])
@@ -470,11 +471,44 @@ def loads(text: str, *, where: str = "<text>") -> Baseline:
             raise _err(where, f"{at}: duplicate row {_key_text(key)}")
         seen.add(key)
         rows.append(row)
+    _check_backends_have_rows(where, cases, rows)
     env = data["environment"]
     source = data.get("source", "")
     return Baseline(cases=cases, rows=rows,
                     environment={str(k): str(v) for k, v in env.items()},
                     source=source if isinstance(source, str) else "")
+
+
+def _check_row_values(where: str, at: str, r: Mapping[str, Any],
+                      values: Mapping[str, float | None], case: BaselineCase) -> None:
+    """One row's status is a known one, its backend one of its case's, and its errors
+    non-negative numbers or null (``inf`` only for a row that did not pass; never NaN): a
+    corrupted file must not switch the gate off."""
+    if r["status"] not in STATUSES:
+        raise _err(where, f"{at}.status={r['status']!r}: expected one of "
+                   f"{', '.join(STATUSES)}")
+    if r["backend"] not in case.backends:
+        raise _err(where, f"{at}.backend={r['backend']!r}: not among the backends of its "
+                   f"case ({', '.join(case.backends)})")
+    for name, v in values.items():
+        if v is None:
+            continue
+        if math.isnan(v) or v < 0 or (math.isinf(v) and r["status"] == "pass"):
+            expected = ("a finite number >= 0 or null" if r["status"] == "pass"
+                        else "a number >= 0, 'inf' or null")
+            raise _err(where, f"{at}.{name}={_enc_float(v)!r}: expected {expected}")
+
+
+def _check_backends_have_rows(where: str, cases: Sequence[BaselineCase],
+                              rows: Sequence[BaselineRow]) -> None:
+    """Every backend a case lists has rows: dropping a backend from a case must not drop
+    its rows from the check silently (the reverse is caught per row)."""
+    have = {(r.case_id, r.backend) for r in rows}
+    for i, c in enumerate(cases):
+        for b in c.backends:
+            if (c.case_id, b) not in have:
+                raise _err(where, f"cases[{i}].backends: {b!r} has no rows for case "
+                           f"{c.case_id!r}")
 
 
 def _key_text(key: Sequence[Any]) -> str:

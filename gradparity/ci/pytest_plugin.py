@@ -248,28 +248,79 @@ def marker_specs(args: list[Any], fields: dict[str, Any]) -> list[Any]:
     return specs
 
 
+class _BadMarker:
+    """The parameter of the one item a bad ``gradparity`` marker becomes: that item
+    errors with ``message`` (one line), the rest of the session runs."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def marker_options(options: dict[str, Any]) -> None:
+    """Check a marker's ``backends``, ``rtol``, ``atol`` and ``policy``: a `UsageError`
+    (one line) names the first bad one."""
+    from gradparity.core.errors import SpecError, UsageError, check_finite_nonnegative
+    from gradparity.judge.policy import POLICIES
+
+    where = "@pytest.mark.gradparity"
+    for name in ("rtol", "atol"):
+        if options.get(name) is not None:
+            try:
+                check_finite_nonnegative(name, options[name])
+            except SpecError as e:
+                raise UsageError(f"{where}: {e}") from None
+    policy = options.get("policy")
+    if policy is not None and (not isinstance(policy, str) or policy not in POLICIES):
+        raise UsageError(f"{where}: policy={policy!r}: expected one of {', '.join(POLICIES)}")
+    backends = options.get("backends")
+    if backends is None:
+        return
+    from gradparity.adapters.base import Backend
+    from gradparity.adapters.registry import BACKENDS
+
+    items = [backends] if isinstance(backends, str) or not isinstance(
+        backends, (list, tuple)) else list(backends)
+    if not items:
+        raise UsageError(f"{where}: backends=[]: expected at least one backend")
+    for b in items:
+        if isinstance(b, str) and b in BACKENDS or isinstance(b, Backend):
+            continue
+        raise UsageError(f"{where}: backends={b!r}: expected one of {', '.join(BACKENDS)} "
+                         "or a backend object")
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker("gradparity")
-    if marker is None:
-        return
-    if "gradparity_spec" not in metafunc.fixturenames:
-        pytest.fail(f"{metafunc.definition.nodeid}: @pytest.mark.gradparity needs the "
-                    "gradparity_check (or gradparity_spec) fixture", pytrace=False)
+    if marker is None or "gradparity_spec" not in metafunc.fixturenames:
+        return  # a marked test without the fixture errors in pytest_runtest_setup
     from gradparity.core.errors import UsageError
 
-    args, fields, _ = _marker_split(marker)
+    args, fields, options = _marker_split(marker)
     try:
+        marker_options(options)
         specs = marker_specs(args, fields)
-    except UsageError as e:
-        pytest.fail(f"{metafunc.definition.nodeid}: {e}", pytrace=False)
+    except UsageError as e:  # this test errors; the session goes on
+        metafunc.parametrize("gradparity_spec", [_BadMarker(str(e))], ids=["bad-marker"],
+                             indirect=True)
+        return
     metafunc.parametrize("gradparity_spec", specs, ids=[s.case_id for s in specs],
                          indirect=True)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if (item.get_closest_marker("gradparity") is not None
+            and "gradparity_spec" not in getattr(item, "fixturenames", ())):
+        pytest.fail(f"{item.nodeid}: @pytest.mark.gradparity needs the gradparity_check "
+                    "(or gradparity_spec) fixture", pytrace=False)
 
 
 @pytest.fixture
 def gradparity_spec(request: pytest.FixtureRequest) -> Any:
     """The `Spec` of this item of a ``@pytest.mark.gradparity`` test (else None)."""
-    return getattr(request, "param", None)
+    param = getattr(request, "param", None)
+    if isinstance(param, _BadMarker):
+        pytest.fail(param.message, pytrace=False)
+    return param
 
 
 class GradparityCheck:
@@ -294,13 +345,17 @@ class GradparityCheck:
         if target is None:
             pytest.fail("gradparity_check(): give a Spec, a list of Specs or a Case, or mark "
                         "the test with @pytest.mark.gradparity(...)", pytrace=False)
-        opts = self.options
-        result = check_grads(
-            target,
-            backends if backends is not None else opts.get("backends") or DEFAULT_BACKENDS,
-            rtol=rtol if rtol is not None else opts.get("rtol"),
-            atol=atol if atol is not None else opts.get("atol"),
-            policy=policy or opts.get("policy") or "allclose")
+        from gradparity.core.errors import UsageError
+
+        try:
+            result = self._check(check_grads, target, backends, rtol, atol, policy,
+                                 DEFAULT_BACKENDS)
+        except UsageError as e:
+            problem = str(e)  # failed outside the handler: no chained traceback
+        else:
+            problem = ""
+        if problem:
+            pytest.fail(f"gradparity_check: {problem}", pytrace=False)
         if self._state.update:
             self._state.record(result)
         if result.problems:
@@ -310,6 +365,16 @@ class GradparityCheck:
             if text:
                 raise AssertionError(text)
         return result.table
+
+    def _check(self, check_grads: Any, target: Any, backends: Any, rtol: float | None,
+               atol: float | None, policy: str | None, default: Any) -> ParityResult:
+        opts = self.options
+        return check_grads(
+            target,
+            backends if backends is not None else opts.get("backends") or default,
+            rtol=rtol if rtol is not None else opts.get("rtol"),
+            atol=atol if atol is not None else opts.get("atol"),
+            policy=policy or opts.get("policy") or "allclose")
 
 
 @pytest.fixture

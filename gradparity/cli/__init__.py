@@ -3,13 +3,17 @@
 Exit codes: 0 every tensor agrees (or differs only by a named convention), 1 a parity
 failure or a backend error, 2 a usage or input error (one line on stderr, no traceback).
 Heavy modules (pandas, torch, jax) are imported inside the commands, never at start-up.
+SIGTERM is handled like SIGINT (exit 143 and 130): a result being written is left as it
+was, with no temporaries beside it.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from gradparity.cli.commands import COMMANDS
@@ -32,7 +36,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like SIGINT's KeyboardInterrupt so that the same clean-up runs."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; SIGTERM is handled like SIGINT while it runs."""
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
@@ -51,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. piped into head: not an error of the run
         sys.stderr.close()
         return EXIT_OK
+    except Terminated:
+        print("gradparity: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("gradparity: interrupted", file=sys.stderr)
         return 130

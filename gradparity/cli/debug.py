@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gradparity.cli.common import check_tolerance_options, csv_list
 from gradparity.core.errors import UsageError
+from gradparity.debug.request import REQUEST_KEYS, debug_backends
+
+if TYPE_CHECKING:
+    pass
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,20 +54,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "forward or forward_propagation; 'none' to use the harness's)")
     p.add_argument("--out", metavar="PATH", help="write the full table: a .csv or .parquet "
                    "file, or a folder (table.csv, report.txt, environment.json)")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="wall-clock limit of the session, which runs your code in a child "
+                   "process (default 60); past it: exit 2 naming the line that was running")
     p.add_argument("--rtol", type=float, help="relative tolerance (default: per dtype)")
     p.add_argument("--atol", type=float, help="absolute tolerance (default: per dtype)")
     p.set_defaults(handler=cmd_debug)
-
-
-def _backends(values: list[str] | None, default: tuple[str, ...]) -> tuple[str, ...]:
-    if not values:
-        return default
-    if values == ["none"]:
-        return ()
-    for v in values:
-        if v not in ("torch", "jax"):
-            raise UsageError(f"--backends={v!r}: expected torch, jax or none")
-    return tuple(dict.fromkeys(values))
 
 
 def _check_out(out: str | None) -> None:
@@ -110,7 +107,26 @@ def _write(result, out: str) -> Path:
     })
 
 
+#: The options `compute` reads (the request the isolated child gets).
 def cmd_debug(args: argparse.Namespace) -> int:
+    """Check the options, run the session in a child process (`gradparity.debug.isolation`)
+    and print its report; ``--out`` is resolved here, before user code runs, and written
+    here."""
+    _check(args)
+    from gradparity.debug.isolation import run_isolated
+
+    out = None if args.out is None else str(Path(args.out).resolve())
+    request = {k: getattr(args, k) for k in REQUEST_KEYS}
+    what = args.file if args.file is not None else f"--torch={args.torch}"
+    result = run_isolated(request, timeout=args.timeout, what=what)
+    print(result.report(), end="")
+    if out is not None:
+        _write(result, out)
+        print(f"table: {Path(args.out)}")
+    return result.exit_code
+
+
+def _check(args: argparse.Namespace) -> None:
     if (args.file is None) == (args.torch is None):
         raise UsageError("debug: give either FILE.py (your backprop) or --torch MODULE:ATTR")
     if args.batch is not None and args.batch < 1:
@@ -118,35 +134,8 @@ def cmd_debug(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise UsageError(f"--seed={args.seed}: expected a non-negative integer")
     check_tolerance_options(args)
+    t = args.timeout
+    if not (isinstance(t, float) and 0.0 < t < float("inf")):
+        raise UsageError(f"--timeout={t!r}: expected a positive number of seconds")
+    debug_backends(args.backends, ())  # names checked before any user code runs
     _check_out(args.out)
-
-    from gradparity.debug.session import (
-        DEFAULT_BATCH,
-        debug_numpy,
-        debug_torch,
-        load_torch_target,
-        parse_sizes,
-    )
-
-    batch = args.batch if args.batch is not None else DEFAULT_BATCH
-    if args.torch is not None:
-        for flag in ("sizes", "activation", "backprop", "forward"):
-            if getattr(args, flag) is not None:
-                raise UsageError(f"--{flag}: not used with --torch (the module defines it)")
-        model, label = load_torch_target(args.torch)
-        result = debug_torch(model, head=args.head, loss_form=args.loss_form, dtype=args.dtype,
-                             batch=batch, seed=args.seed, rtol=args.rtol, atol=args.atol,
-                             backends=_backends(args.backends, ("jax",)), label=label)
-    else:
-        sizes = parse_sizes(args.sizes) if args.sizes else None
-        result = debug_numpy(args.file, sizes=sizes, activation=args.activation,
-                             head=args.head, loss_form=args.loss_form,
-                             dtype=args.dtype or "float64", batch=batch, seed=args.seed,
-                             backends=_backends(args.backends, ("torch", "jax")),
-                             rtol=args.rtol, atol=args.atol, backprop_name=args.backprop,
-                             forward_name="" if args.forward == "none" else args.forward)
-    print(result.report(), end="")
-    if args.out:
-        written = _write(result, args.out)
-        print(f"table: {written}")
-    return result.exit_code

@@ -12,6 +12,8 @@ of ``m`` examples is a matrix of shape ``(n0, m)``.
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -84,6 +86,7 @@ HUBER_DELTA = 1.0
 _MAX_UNITS = 4096
 _MAX_BATCH = 65536
 _MAX_DEPTH = 64
+_MAX_SEED = 2**63 - 1  # the tables' seed column is a 64-bit integer
 
 
 def head_forms() -> list[tuple[str, str]]:
@@ -97,12 +100,25 @@ def _choice(name: str, value: Any, options: tuple[str, ...]) -> None:
         raise SpecError(name, value, f"one of {', '.join(options)}")
 
 
+def _is_sequence(value: Any) -> bool:
+    return (hasattr(value, "__len__") and hasattr(value, "__iter__")
+            and not isinstance(value, (str, bytes, Mapping)))
+
+
 def _matrix(name: str, value: Any) -> tuple[tuple[float, ...], ...]:
-    """Normalise a nested sequence to a tuple of equal-length float tuples."""
+    """Normalise a nested sequence to a tuple of equal-length float tuples. Numbers only:
+    a boolean, a string or a table where a number belongs is an error."""
+    expected = "a matrix (list of equal-length lists of numbers)"
+    if not _is_sequence(value) or not all(_is_sequence(row) for row in value):
+        raise SpecError(name, value, expected)
+    for i, row in enumerate(value):
+        for j, v in enumerate(row):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                raise SpecError(f"{name}[{i}][{j}]", v, "a number")
     try:
         rows = tuple(tuple(float(v) for v in row) for row in value)
-    except (TypeError, ValueError):
-        raise SpecError(name, value, "a matrix (list of equal-length lists of numbers)") from None
+    except (TypeError, ValueError, OverflowError):
+        raise SpecError(name, value, expected) from None
     if not rows or len({len(r) for r in rows}) != 1 or len(rows[0]) == 0:
         raise SpecError(name, value, "a non-empty matrix with rows of equal length")
     return rows
@@ -169,8 +185,10 @@ class Spec:
             1 <= self.batch <= _MAX_BATCH
         ):
             raise SpecError("batch", self.batch, f"an integer from 1 to {_MAX_BATCH}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise SpecError("seed", self.seed, "a non-negative integer")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not (
+            0 <= self.seed <= _MAX_SEED
+        ):
+            raise SpecError("seed", self.seed, "a non-negative integer below 2**63")
         _choice("init", self.init, INITS)
         _choice("regime", self.regime, REGIMES)
         if self.inputs is not None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gradparity.debug.diagnose import DTYPE_CODES
 from gradparity.debug.localize import Check
 
 PER_EXAMPLE = "per_example"
@@ -60,7 +61,8 @@ def _score(checks: list[Check]) -> tuple[int, int, int]:
     """Inconsistencies first: findings, plus quantities that are right only because they
     cancel a wrong upstream value (under the wrong hypothesis, the seed's ``dW = (1/m) dZ
     A^T`` looks like a 1/m that cancels an m-times-too-large dZ)."""
-    findings = [i for i, c in enumerate(checks) if c.is_finding]
+    findings = [i for i, c in enumerate(checks) if c.is_finding and not (
+        c.diagnosis is not None and c.diagnosis.code in DTYPE_CODES)]
     compensating = sum(1 for c in checks if c.compensates)
     first = findings[0] if findings else len(checks)
     agree = sum(1 for c in checks if c.quantity in ("dZ", "dA") and c.status == "pass")

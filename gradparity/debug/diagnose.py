@@ -85,6 +85,8 @@ CODES: dict[str, str] = {
     "missing_bias": "the bias is missing",
     "wrong_activation": "another activation",
     "activation_missing": "no activation",
+    "integer_dtype": "an integer array: the values were cast to integers (truncated)",
+    "low_precision": "a lower-precision float array than the session's dtype",
     "scaled": "a constant multiple with no known cause",
     "unknown": "no known cause fits",
 }
@@ -520,3 +522,26 @@ def diagnose(
             continue
         others.append(c.text)
     return Diagnosis(chosen.code, chosen.text, tuple(others[:2]), chosen.hidden, chosen.implies)
+
+
+#: Diagnoses made from the dtype alone (not evidence for or against a convention).
+DTYPE_CODES = frozenset({"integer_dtype", "low_precision"})
+INTEGER_CODES = frozenset({"integer_dtype"})
+
+
+def dtype_diagnosis(k: str, value: object, dtype: str) -> Diagnosis | None:
+    """A diagnosis of the user's ``k`` from its dtype alone, or None: an integer (or
+    boolean) array where gradients are floats, or a float narrower than the session's
+    ``dtype`` (float32 values in a float64 session pass rtol=1e-7 but are not float64
+    work)."""
+    kind = getattr(getattr(value, "dtype", None), "kind", None)
+    got = getattr(value, "dtype", None)
+    if kind in ("i", "u", "b"):
+        return Diagnosis("integer_dtype", f"your {k} is {got}: its values were cast to "
+                         "integers (truncated toward zero), e.g. by .astype(int) or by storing "
+                         f"into an integer array; keep it {dtype}")
+    if kind == "f" and np.dtype(got).itemsize < np.dtype(dtype).itemsize:
+        return Diagnosis("low_precision", f"your {k} is {got} in a {dtype} session: computed "
+                         f"or stored in lower precision (a {got} array or .astype); its "
+                         f"rounding error is that of {got}, not {dtype}")
+    return None

@@ -33,7 +33,14 @@ from typing import Any
 
 import numpy as np
 
-from gradparity.debug.diagnose import KINK, Diagnosis, diagnose, fits
+from gradparity.debug.diagnose import (
+    INTEGER_CODES,
+    KINK,
+    Diagnosis,
+    diagnose,
+    dtype_diagnosis,
+    fits,
+)
 from gradparity.debug.equations import Net, evaluate, inputs_of
 from gradparity.debug.quantities import PER_EXAMPLE_QUANTITIES, split
 from gradparity.debug.user_code import Location
@@ -232,6 +239,15 @@ class _Walk:
             return Check(k, "error", f"{k} is a {type(raw).__name__}, not a numeric array",
                          location=loc, scale=scale)
         cmp = compare_arrays(U, E, rtol=self.tol.rtol, atol=self.tol.atol, dtype=self.dtype)
+        wrong_dtype = dtype_diagnosis(k, as_array(user.values[k]), self.dtype)
+        if wrong_dtype is not None and (wrong_dtype.code in INTEGER_CODES
+                                        or fits(U, E, "float32")):
+            # integers, or right values at a lower precision: the dtype is the finding
+            self.eff[k] = U if U.shape == E.shape else E
+            self.root[k] = k
+            reason = _value_reason(cmp, U) if not cmp.passed else (
+                f"within atol={cmp.atol:g}, rtol={cmp.rtol:g}, but not {self.dtype} values")
+            return Check(k, "fail", reason, cmp, wrong_dtype, loc, scale=scale)
         if cmp.passed:
             self.eff[k], self.root[k] = U, None
             # right only because a second mistake cancels the upstream one?

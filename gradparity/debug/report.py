@@ -208,7 +208,7 @@ def render(r: DebugResult) -> str:
         shown = r.user_output.strip().splitlines()
         lines.append("")
         lines.append(f"Your code printed {len(shown)} line{'s' if len(shown) != 1 else ''}:")
-        lines += [f"  | {ln}" for ln in shown[:10]]
+        lines += [f"  | {ln if len(ln) <= 200 else ln[:197] + '...'}" for ln in shown[:10]]
         if len(shown) > 10:
             lines.append(f"  | ... {len(shown) - 10} more")
     return "\n".join(lines) + "\n"

@@ -545,6 +545,12 @@ def debug_numpy(
               output_dA_reported=f"dA{L}" in values)
     backprop_cache = ref.forward if (fwd_run is not None and fwd_run.cache is None) else None
     problems = (fwd_run.problems if fwd_run else []) + bp_run.problems
+    for run, what in ((fwd_run, "forward"), (bp_run, "backpropagation")):
+        exc = run.call.raised if run is not None else None
+        if exc is not None and not any(k in order for k in run.errors):
+            # raised after everything that is checked: still a crash, never a pass
+            problems.append(Problem(f"your {what} raised {exc.text} after computing every "
+                                    "checked quantity: it never returned", exc.location))
 
     def walk(factor: float) -> list[Check]:
         return localize(order, net=net, reference=reference, user=user, factor=factor,

@@ -131,6 +131,51 @@ def _location(filename: str, lineno: int) -> Location:
     return Location(filename, lineno, linecache.getline(filename, lineno).strip())
 
 
+# -- announcing user code, capping its output ---------------------------------------------
+#: Called with what is about to run (``"backpropagation (file.py:12)"``, ``"importing
+#: file.py"``) before user code runs, and with ``""`` when it returned; the debug
+#: command's child process records it, to name what was running if the process dies there.
+user_code_hook: Callable[[str], None] | None = None
+
+#: Characters of the user's printed output kept (the rest is counted, not stored).
+OUTPUT_LIMIT = 20_000
+
+
+def _announce(text: str) -> None:
+    if user_code_hook is not None:
+        user_code_hook(text)
+
+
+def _describe(func: Callable) -> str:
+    name = getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func))
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return str(name)
+    return f"{name} ({display_path(code.co_filename)}:{code.co_firstlineno})"
+
+
+class CappedOutput(io.StringIO):
+    """A text stream that keeps the first `OUTPUT_LIMIT` characters and counts the rest."""
+
+    def __init__(self, limit: int = OUTPUT_LIMIT) -> None:
+        super().__init__()
+        self.limit = limit
+        self.dropped = 0
+
+    def write(self, s: str) -> int:
+        room = self.limit - self.tell()
+        if room > 0:
+            super().write(s[:room])
+        self.dropped += max(0, len(s) - max(room, 0))
+        return len(s)
+
+    def getvalue(self) -> str:
+        text = super().getvalue()
+        if self.dropped:
+            text += f"\n... output cut: {self.dropped} more characters\n"
+        return text
+
+
 # -- loading --------------------------------------------------------------------------------
 _LOADED = 0
 
@@ -160,8 +205,10 @@ def load_file(path: str | os.PathLike[str]) -> ModuleType:
     sys.path.insert(0, folder)
     sys.modules[name] = module
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        _announce(f"importing {display_path(p)}")
+        with contextlib.redirect_stdout(CappedOutput()):
             spec.loader.exec_module(module)
+        _announce("")
     except SyntaxError as exc:
         sys.modules.pop(name, None)
         where = f"{display_path(exc.filename or p)}:{exc.lineno}"
@@ -370,17 +417,19 @@ def run_traced(func: Callable, args: tuple, *, pattern: re.Pattern, order: list[
     """Call ``func(*args)``; never raises for the user's exceptions (KeyboardInterrupt
     excepted). Output the user's code prints is captured in `UserCall.output`."""
     rec = _Recorder(pattern)
-    out = io.StringIO()
+    out = CappedOutput()
     call = UserCall()
     previous = sys.gettrace()
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out), \
                 np.errstate(all="ignore"):
+            _announce(_describe(func))
             sys.settrace(rec.global_trace)
             try:
                 call.value = func(*args)
             finally:
                 sys.settrace(previous)
+                _announce("")
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - the user's failure becomes a finding

@@ -4,16 +4,24 @@ Files are written into a temporary sibling folder, flushed, and the folder is re
 place; an existing result folder is replaced only after the new one is complete. The
 temporary names are private while being written (``tempfile`` makes them 0600/0700); what
 lands gets the usual modes under the process's umask (a replaced file keeps its mode).
+
+Temporaries are named ``.<name>.tmp-<host>-<pid>-<random>`` (and ``.old-`` for a replaced
+folder during the swap), so that a later process can tell a killed writer's leftovers from
+a live one's (`clean_stale_temporaries`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
+import socket
 import tempfile
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -43,34 +51,135 @@ def _dir_mode() -> int:
 
 
 def write_folder_atomically(out_dir: str | Path, files: Mapping[str, Writer]) -> Path:
-    """Create ``out_dir`` with ``files`` (name -> function writing that path) atomically."""
+    """Create ``out_dir`` with ``files`` (name -> function writing that path) atomically.
+
+    An interruption (SIGINT, or SIGTERM under the command line) while the files are
+    written removes the temporary folder and leaves ``out_dir`` as it was; one during the
+    swap is held until the swap is done. Temporaries a killed process left (SIGKILL) are
+    removed by the next write or output check (`clean_stale_temporaries`)."""
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    clean_stale_temporaries(out)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(out, "tmp"), dir=out.parent))
+    old = None
     try:
         for name, write in files.items():
             path = tmp / name
             write(path)  # written with open(): the umask's mode already
             _fsync(path)
         tmp.chmod(_dir_mode())
-        old = None
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        with deferred_signals():
+            if out.exists():
+                old = Path(tempfile.mkdtemp(prefix=_temp_prefix(out, "old"), dir=out.parent))
+                os.replace(out, old / out.name)
+            os.replace(tmp, out)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            _restore(old, out)
         raise
     return out
+
+
+def _restore(old: Path, out: Path) -> None:
+    """Put the previous result (moved into ``old``) back if ``out`` is gone; drop ``old``."""
+    kept = old / out.name
+    if not out.exists() and kept.exists():
+        os.replace(kept, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# -- interruptions ----------------------------------------------------------------------------
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+
+
+def _temp_prefix(out: Path, kind: str) -> str:
+    """``.<name>.<kind>-<host>-<pid>-``: whose temporary it is, for `clean_stale_temporaries`
+    (``tempfile`` appends 8 random characters)."""
+    return f".{out.name}.{kind}-{_host()}-{os.getpid()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # someone else's process (or not a pid): not provably dead
+    return True
+
+
+def clean_stale_temporaries(out: str | Path) -> list[Path]:
+    """Remove the temporaries of ``out`` (``.<name>.tmp-*``, ``.<name>.old-*``) that a
+    killed gradparity process left: only those named with this host and the pid of a
+    process that no longer exists. A stale ``.old-`` folder holding the previous result
+    while ``out`` is missing (killed in the middle of the swap) is put back first.
+    Returns what was removed."""
+    p = Path(out)
+    if not p.parent.is_dir():
+        return []
+    pattern = re.compile(rf"^\.{re.escape(p.name)}\.(tmp|old)-{re.escape(_host())}-(\d+)-"
+                         r"[a-z0-9_]{8}$")
+    removed = []
+    try:
+        entries = list(p.parent.iterdir())
+    except OSError:
+        return []
+    for e in entries:
+        m = pattern.match(e.name)
+        if m is None or int(m.group(2)) == os.getpid() or _pid_alive(int(m.group(2))):
+            continue
+        if m.group(1) == "old" and e.is_dir():
+            _restore(e, p)
+        elif e.is_dir():
+            shutil.rmtree(e, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                e.unlink()
+        removed.append(e)
+    return removed
+
+
+@contextlib.contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM for the duration of the block (a few renames), then act on
+    the first one that came. Outside the main thread signals cannot be caught there: the
+    block runs unprotected."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[int, object]] = []
+    previous = {}
+
+    def hold(signum: int, frame: object) -> None:
+        caught.append((signum, frame))
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        before = signal.signal(sig, hold)
+        previous[sig] = signal.SIG_DFL if before is None else before  # None: set from C
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if caught:
+            signum, frame = caught[0]
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)
 
 
 def write_file_atomically(path: str | Path, write: Writer) -> Path:
     """Write one file through a temporary sibling and an atomic rename."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.tmp-", dir=p.parent)
+    clean_stale_temporaries(p)
+    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(p, "tmp"), dir=p.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     mode = p.stat().st_mode & 0o777 if p.exists() else _file_mode()
@@ -146,6 +255,7 @@ def check_output_folder(path: str | Path, *, option: str = "--out") -> Path:
     if str(path) == "":
         raise UsageError(f"{option}='': expected a folder path")
     p = Path(path)
+    clean_stale_temporaries(p)
     if p.exists():
         if not p.is_dir():
             raise UsageError(f"{option}={str(p)!r}: exists and is a file, expected a folder")
@@ -167,6 +277,7 @@ def check_output_file(path: str | Path, *, option: str = "--out") -> Path:
     if str(path) == "":
         raise UsageError(f"{option}='': expected a file path")
     p = Path(path)
+    clean_stale_temporaries(p)
     if p.is_dir():
         raise UsageError(f"{option}={str(p)!r}: is a folder, expected a file name")
     _writable_ancestor(p, option)

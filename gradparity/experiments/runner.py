@@ -18,6 +18,7 @@ from gradparity.core.gradients import GradientSet
 from gradparity.core.spec import Spec
 from gradparity.experiments.environment import environment
 from gradparity.experiments.tables import make_table, status_row, verdict_rows
+from gradparity.judge.finite import INVALID_CASE, invalid_case_reason
 from gradparity.judge.layer_own import backend_steps, judge_layer_own
 from gradparity.judge.policy import DEFAULT_RULE, CalibratedRule, check_policy
 from gradparity.judge.status import worst_status
@@ -70,8 +71,11 @@ class CaseResult:
         return {r.backend: r.status for r in self.backends}
 
     def _status(self, backend: str, status: str, reason: str,
-                exception: BaseException | None = None) -> None:
-        self.rows.append(status_row(self.spec, backend, status, reason))
+                exception: BaseException | None = None, code: str = "") -> None:
+        row = status_row(self.spec, backend, status, reason)
+        if code:
+            row["reason_code"] = code
+        self.rows.append(row)
         self.backends.append(BackendResult(backend, status, reason=reason,
                                            exception=exception))
 
@@ -102,6 +106,15 @@ def evaluate_case(
     except Exception as exc:  # noqa: BLE001 - isolate the case, keep sweeping
         for b in adapters:
             result._status(b.name, "error", f"reference: {type(exc).__name__}: {exc}", exc)
+        return result
+    invalid = invalid_case_reason(case, ref)
+    if invalid:  # NaN/inf inputs or reference: nothing can be judged, nothing passes
+        for b in adapters:
+            result._status(b.name, "error", invalid, code=INVALID_CASE)
+        if case_id != spec.case_id:
+            for r in result.rows:
+                r["case_id"] = case_id
+        result.case_id, result.rerun = case_id, rerun
         return result
     result.case_id, result.rerun, result.case, result.reference = case_id, rerun, case, ref
     for b in adapters:

@@ -82,6 +82,50 @@ def _check_keys(where: str, table: dict[str, Any]) -> None:
         raise SpecError(f"{where}.sizes", None, "a list of layer widths (required)")
 
 
+#: Fields whose values are names (a string, or in a sweep a list of strings).
+_NAME_FIELDS = ("activation", "head", "loss_form", "dtype", "init", "regime")
+#: Fields whose values are integers (an integer, or in a sweep a list of integers).
+_INT_FIELDS = ("batch", "seed")
+
+
+def _check_axis_types(where: str, table: dict[str, Any]) -> None:
+    """Every value of a sweep axis has the field's type: a nested list, a table or a
+    boolean where a name or an integer belongs is a one-line `SpecError`, before any
+    value is used as a key."""
+    for key in _NAME_FIELDS + _INT_FIELDS:
+        if key not in table:
+            continue
+        value = table[key]
+        items = value if isinstance(value, list) else [value]
+        if isinstance(value, list) and not value:
+            raise SpecError(f"{where}.{key}", value, "a non-empty list")
+        for v in items:
+            if key in _NAME_FIELDS and not (isinstance(v, str) or (v is None
+                                                                    and key == "loss_form")):
+                raise SpecError(f"{where}.{key}", value, "a string or a list of strings")
+            if key in _INT_FIELDS and (isinstance(v, bool) or not isinstance(v, int)):
+                raise SpecError(f"{where}.{key}", value, "an integer or a list of integers")
+    sizes = table.get("sizes")
+    if sizes is not None and not isinstance(sizes, (list, tuple)):
+        raise SpecError(f"{where}.sizes", sizes, "a list of layer widths, or a list of such "
+                        "lists")
+    if isinstance(sizes, list) and not sizes:
+        raise SpecError(f"{where}.sizes", sizes, "a non-empty list of layer widths")
+
+
+def _check_case_types(where: str, table: dict[str, Any]) -> None:
+    """A ``[[case]]`` is one spec: a single value per field, never an axis."""
+    for key in _NAME_FIELDS:
+        if key in table and not isinstance(table[key], str):
+            raise SpecError(f"{where}.{key}", table[key], "a string")
+    for key in _INT_FIELDS:
+        v = table.get(key, 0)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise SpecError(f"{where}.{key}", v, "an integer")
+    if "sizes" in table and not isinstance(table["sizes"], list):
+        raise SpecError(f"{where}.sizes", table["sizes"], "a list of layer widths")
+
+
 def expand_sweep(where: str, table: dict[str, Any]) -> list[Spec]:
     """The specs of one sweep table (a ``[[sweep]]``'s keys: spec fields, each a value or
     a list of values; ``sizes`` one list of widths or a list of such lists): the cartesian
@@ -92,6 +136,7 @@ def expand_sweep(where: str, table: dict[str, Any]) -> list[Spec]:
             ``loss_form`` that none of the sweep's heads has.
     """
     _check_keys(where, table)
+    _check_axis_types(where, table)
     axes = {k: _axis(v, k) for k, v in table.items() if k != "loss_form"}
     forms = _axis(table["loss_form"], "loss_form") if "loss_form" in table else [None]
     keys = list(axes)
@@ -128,6 +173,11 @@ def load_suite_file(path: str | Path) -> SuiteFile:
         raise UsageError(f"suite file {str(p)!r}: no such file") from None
     except tomllib.TOMLDecodeError as e:
         raise UsageError(f"suite file {str(p)!r}: invalid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise UsageError(f"suite file {str(p)!r}: not UTF-8 text (byte "
+                         f"0x{e.object[e.start]:02x} at offset {e.start})") from None
+    except IsADirectoryError:
+        raise UsageError(f"suite file {str(p)!r}: is a folder, expected a TOML file") from None
     except OSError as e:
         raise UsageError(f"suite file {str(p)!r}: {e.strerror}") from None
     where = p.name
@@ -147,6 +197,7 @@ def load_suite_file(path: str | Path) -> SuiteFile:
         specs += expand_sweep(f"{where}: sweep[{i}]", table)
     for i, table in enumerate(cases):
         _check_keys(f"{where}: case[{i}]", table)
+        _check_case_types(f"{where}: case[{i}]", table)
         values = dict(table)
         if "sizes" in values and isinstance(values["sizes"], list):
             values["sizes"] = tuple(values["sizes"])
@@ -161,6 +212,12 @@ def load_suite_file(path: str | Path) -> SuiteFile:
     if backends is not None and (not isinstance(backends, list) or not backends
                                  or not all(isinstance(b, str) for b in backends)):
         raise SpecError(f"{where}: backends", backends, "a non-empty list of backend names")
+    if backends is not None:
+        from gradparity.adapters.registry import BACKENDS
+
+        for b in backends:
+            if b not in BACKENDS:
+                raise SpecError(f"{where}: backends", b, f"one of {', '.join(BACKENDS)}")
     tolerances = data.get("tolerances", {})
     if not isinstance(tolerances, dict):
         raise SpecError(f"{where}: tolerances", tolerances, "tables [tolerances.<dtype>]")
@@ -180,5 +237,8 @@ def load_suite_file(path: str | Path) -> SuiteFile:
         check_name(name, option=f"{where}: name")
     else:
         name = re.sub(r"[^A-Za-z0-9._+-]", "_", p.stem).lstrip(".-") or "suite"
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise SpecError(f"{where}: description", description, "a string")
     return SuiteFile(name=name, specs=specs, backends=backends, tolerances=tolerances,
-                     description=str(data.get("description", "")))
+                     description=description)

@@ -220,6 +220,8 @@ def failure_reason(actual: GradientSet, reference: GradientSet, layer: int, q: s
     """(reason_code, reason) of a failing, unexplained tensor: ``rounding`` when one of the
     two rules accepts it, else nonfinite / convention / mismatch."""
     code, reason = _classify_failure(actual, reference, layer, q, c, tol, case)
+    if code == "nonfinite":  # never "rounding": an infinite error has no budget
+        return code, reason
     if c.passed and errs is not None:  # failed the calibrated rule only
         e_b, e_r = errs
         return "rounding", (
@@ -246,9 +248,10 @@ def _classify_failure(actual: GradientSet, reference: GradientSet, layer: int, q
     if a is None or e is None or c.passed:
         return "mismatch", base
     a64, e64 = np.asarray(a, dtype=np.float64), np.asarray(e, dtype=np.float64)
-    if a64.shape == e64.shape and bool((~np.isfinite(a64) & np.isfinite(e64)).any()):
-        n = int((~np.isfinite(a64) & np.isfinite(e64)).sum())
-        return "nonfinite", f"{n} non-finite values where the reference is finite; {base}"
+    if a64.shape == e64.shape:
+        text = _nonfinite_text(a64, e64)
+        if text:
+            return "nonfinite", f"{text}; {base}"
     if a64.ndim == 2 and a64.shape == e64.T.shape and a64.shape != e64.shape and (
             compare_arrays(a64, e64.T, rtol=tol.rtol, atol=tol.atol).passed):
         return "convention", f"layout: the backend's {q}{layer} is the reference's transpose"
@@ -262,6 +265,24 @@ def _classify_failure(actual: GradientSet, reference: GradientSet, layer: int, q
                         a64, factor * e64, rtol=tol.rtol, atol=tol.atol).passed):
                     return "convention", f"scale: backend = reference x {why}"
     return "mismatch", base
+
+
+def _nonfinite_text(a: np.ndarray, e: np.ndarray) -> str:
+    """Where ``a`` and ``e`` disagree about being finite (or hold different non-finite
+    values: NaN against inf, +inf against -inf), counted both ways; ``""`` if nowhere."""
+    fa, fe = np.isfinite(a), np.isfinite(e)
+    parts = []
+    n = int((~fa & fe).sum())
+    if n:
+        parts.append(f"{n} non-finite values where the reference is finite")
+    n = int((fa & ~fe).sum())
+    if n:
+        parts.append(f"{n} finite values where the reference is NaN or inf")
+    with np.errstate(invalid="ignore"):
+        n = int((~fa & ~fe & ~((a == e) | (np.isnan(a) & np.isnan(e)))).sum())
+    if n:
+        parts.append(f"{n} non-finite values unlike the reference's")
+    return ", ".join(parts)
 
 
 def agrees_where_untainted(actual: GradientSet, alt: GradientSet, layer: int, q: str,

@@ -22,6 +22,7 @@ allclose is kept in the table as ``allclose_passed``. Both verdicts are in every
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from gradparity.core.errors import SpecError, check_finite_nonnegative
@@ -41,6 +42,10 @@ class CalibratedRule:
             check_finite_nonnegative(name, getattr(self, name))
 
     def passes(self, backend_err: float, reference_err: float) -> bool:
+        """Never for an infinite or NaN error (of either side): an error that is not a
+        finite number cannot be within a budget, however large the reference's is."""
+        if not (math.isfinite(backend_err) and math.isfinite(reference_err)):
+            return False
         return backend_err <= self.multiplier * reference_err + self.floor_eps
 
     def describe(self) -> str:
