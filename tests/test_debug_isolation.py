@@ -112,11 +112,12 @@ def test_a_stray_thread_cannot_keep_it_alive_or_speak_for_it(tmp_path):
 
 def test_a_chdir_in_user_code_does_not_move_out(tmp_path):
     p = _user_file(tmp_path, "import os; os.chdir('/')")
-    r, _ = _debug(p, "--out", "rel_dbg_out", cwd=tmp_path)
+    name = f"rel_dbg_out_{os.getpid()}_{tmp_path.name}"  # where a moved --out would land
+    r, _ = _debug(p, "--out", name, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert (tmp_path / "rel_dbg_out" / "table.csv").is_file()
-    assert "table: rel_dbg_out" in r.stdout
-    assert not Path("/rel_dbg_out").exists()
+    assert (tmp_path / name / "table.csv").is_file()
+    assert f"table: {name}" in r.stdout
+    assert not (Path("/") / name).exists()
 
 
 def test_megabytes_of_output_are_cut_in_the_report(tmp_path):
