@@ -112,11 +112,12 @@ def test_a_stray_thread_cannot_keep_it_alive_or_speak_for_it(tmp_path):
 
 def test_a_chdir_in_user_code_does_not_move_out(tmp_path):
     p = _user_file(tmp_path, "import os; os.chdir('/')")
-    r, _ = _debug(p, "--out", "rel_dbg_out", cwd=tmp_path)
+    name = f"rel_dbg_out_{os.getpid()}_{tmp_path.name}"  # where a moved --out would land
+    r, _ = _debug(p, "--out", name, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert (tmp_path / "rel_dbg_out" / "table.csv").is_file()
-    assert "table: rel_dbg_out" in r.stdout
-    assert not Path("/rel_dbg_out").exists()
+    assert (tmp_path / name / "table.csv").is_file()
+    assert f"table: {name}" in r.stdout
+    assert not (Path("/") / name).exists()
 
 
 def test_megabytes_of_output_are_cut_in_the_report(tmp_path):
@@ -156,3 +157,22 @@ def test_a_torch_model_module_runs_isolated_too(tmp_path):
     err = _one_line_error(r)
     assert err.startswith("gradparity: error: --torch=model.py:model: ended the process "
                           "(exit status 0) without a result in importing model.py")
+
+
+def test_sigterm_to_the_command_ends_it_and_its_child(tmp_path):
+    p = _user_file(tmp_path, top="import os, time\nopen('started.tmp', 'w').write("
+                   "str(os.getpid()))\nos.replace('started.tmp', 'started')\ntime.sleep(600)")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "gradparity", "debug", str(p), "--backends",
+                             "none"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "started").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (tmp_path / "started").exists()
+    proc.terminate()
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143 and err == "gradparity: terminated\n"
+    child = int((tmp_path / "started").read_text())
+    with pytest.raises(ProcessLookupError):  # killed and reaped, not left running
+        os.kill(child, 0)

@@ -260,7 +260,7 @@ SNIPPETS = {
     "int_cast": ('grads["dW2"] = grads["dW2"].astype(int)', True),
     "float32": ('grads["dZ1"] = grads["dZ1"].astype(np.float32)', True),
     "shape": ('grads["dW1"] = grads["dW1"].T', True),
-    "list": ('grads["db1"] = grads["db1"].tolist()', True),
+    "list": ('grads["db1"] = grads["db1"].tolist()', False),  # array-like: accepted
     "string": ('grads["dW2"] = "oops"', True),
     "drop": ('del grads["dW1"]', True),
     "none": ("grads = None", True),
