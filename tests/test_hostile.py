@@ -154,8 +154,8 @@ def test_the_largest_seed_runs_and_lands_in_the_table(tmp_path, capsys, monkeypa
 def _baseline_of(specs):
     from gradparity.ci.baseline import Baseline, rows_from_table
 
-    result = check_grads(specs, ["reference"], floors=True)
-    return Baseline(cases=list(result.cases), rows=rows_from_table(result.table, result.floors),
+    result = check_grads(specs, ["reference"])
+    return Baseline(cases=list(result.cases), rows=rows_from_table(result.table),
                     environment={}, source="test")
 
 
@@ -173,12 +173,13 @@ def _set_all(data, columns, value):
 
 
 CORRUPTIONS = {
-    "metrics_nan": (lambda d: _set_all(d, ["max_abs_err", "norm_err_eps"], "nan"),
-                    "rows[0].max_abs_err='nan': expected a finite number >= 0"),
-    "floors_nan": (lambda d: _set_all(d, ["abs_floor", "norm_floor"], "nan"),
-                   "rows[0].abs_floor='nan': expected a finite number >= 0"),
-    "floors_inf": (lambda d: _set_all(d, ["abs_floor"], "inf"),
-                   "rows[0].abs_floor='inf': expected a finite number >= 0"),
+    "metrics_nan": (lambda d: _set_all(d, ["err_oracle_eps", "worst_oracle_eps"], "nan"),
+                    "rows[0].err_oracle_eps='nan': expected a finite number >= 0 or null"),
+    "reference_error_nan": (lambda d: _set_all(d, ["ref_err_oracle_eps"], "nan"),
+                            "rows[0].ref_err_oracle_eps='nan': expected a finite number >= 0"),
+    "infinite_error_on_a_pass": (lambda d: _set_all(d, ["worst_oracle_eps"], "inf"),
+                                 "rows[0].worst_oracle_eps='inf': expected a finite number "
+                                 ">= 0 or null"),
     "negative_metric": (lambda d: _set_all(d, ["norm_err_eps"], -1.0),
                         "rows[0].norm_err_eps=-1.0: expected a finite number >= 0"),
     "status_banana": (lambda d: d["rows"][3].__setitem__(d["row_columns"].index("status"),
