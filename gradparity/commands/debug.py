@@ -49,6 +49,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "forward or forward_propagation; 'none' to use the harness's)")
     p.add_argument("--out", metavar="PATH", help="write the full table: a .csv or .parquet "
                    "file, or a folder (table.csv, report.txt, environment.json)")
+    p.add_argument("--api", metavar="NAME", help="the API family of FILE.py: seed, dlai_deep, "
+                   "dlai_2layer, nielsen or cs231n (default: recognised from its functions)")
+    p.add_argument("--data", metavar="FILE", help="your X and Y: a .npz (X, Y), a pair "
+                   "X.npy,Y.npy or a CSV (last column Y); their dtype is kept")
+    p.add_argument("--definitions-only", dest="definitions_only", action="store_true",
+                   help="import only the definitions of FILE.py (skip a training script at "
+                   "its top level; done anyway when importing it takes too long)")
     p.add_argument("--rtol", type=float, help="relative tolerance (default: per dtype)")
     p.add_argument("--atol", type=float, help="absolute tolerance (default: per dtype)")
     p.set_defaults(handler=cmd_debug)
@@ -122,7 +129,6 @@ def cmd_debug(args: argparse.Namespace) -> int:
 
     from gradparity.debug.session import (
         DEFAULT_BATCH,
-        debug_numpy,
         debug_torch,
         load_torch_target,
         parse_sizes,
@@ -130,7 +136,7 @@ def cmd_debug(args: argparse.Namespace) -> int:
 
     batch = args.batch if args.batch is not None else DEFAULT_BATCH
     if args.torch is not None:
-        for flag in ("sizes", "activation", "backprop", "forward"):
+        for flag in ("sizes", "activation", "backprop", "forward", "api", "data"):
             if getattr(args, flag) is not None:
                 raise UsageError(f"--{flag}: not used with --torch (the module defines it)")
         model, label = load_torch_target(args.torch)
@@ -139,12 +145,16 @@ def cmd_debug(args: argparse.Namespace) -> int:
                              backends=_backends(args.backends, ("jax",)), label=label)
     else:
         sizes = parse_sizes(args.sizes) if args.sizes else None
-        result = debug_numpy(args.file, sizes=sizes, activation=args.activation,
-                             head=args.head, loss_form=args.loss_form,
-                             dtype=args.dtype or "float64", batch=batch, seed=args.seed,
-                             backends=_backends(args.backends, ("torch", "jax")),
-                             rtol=args.rtol, atol=args.atol, backprop_name=args.backprop,
-                             forward_name="" if args.forward == "none" else args.forward)
+        from gradparity.debug.api import debug_code
+
+        result = debug_code(args.file, sizes=sizes, activation=args.activation,
+                            head=args.head, loss_form=args.loss_form, dtype=args.dtype,
+                            batch=args.batch, seed=args.seed,
+                            backends=_backends(args.backends, ("torch", "jax")),
+                            rtol=args.rtol, atol=args.atol, backprop_name=args.backprop,
+                            forward_name="" if args.forward == "none" else args.forward,
+                            api=args.api, data=args.data,
+                            definitions_only=args.definitions_only)
     print(result.report(), end="")
     if args.out:
         written = _write(result, args.out)

@@ -19,9 +19,31 @@ and ``table`` (outputs).
 
 from __future__ import annotations
 
+import sys
+import types
+from typing import Any
+
 from gradparity.debug.diagnose import Diagnosis
 from gradparity.debug.localize import Check
 from gradparity.debug.result import DebugResult
 from gradparity.debug.session import debug_numpy, debug_torch
 
-__all__ = ["Check", "DebugResult", "Diagnosis", "debug_numpy", "debug_torch"]
+__all__ = ["Check", "DebugResult", "Diagnosis", "debug", "debug_numpy", "debug_torch"]
+
+
+def debug(source: Any = None, **options: Any) -> DebugResult:
+    """``gradparity.debug(...)``: `gradparity.debug.api.debug_code` (a file, a module, or a
+    learner's functions, class or instance from a notebook)."""
+    from gradparity.debug.api import debug_code
+
+    return debug_code(source, **options)
+
+
+class _CallableModule(types.ModuleType):
+    """``gradparity.debug(L_model_backward, forward=L_model_forward)`` calls `debug`."""
+
+    def __call__(self, source: Any = None, **options: Any) -> DebugResult:
+        return debug(source, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -79,6 +79,10 @@ CODES: dict[str, str] = {
     "activation_not_derivative": "the activation g(Z) where g'(Z) belongs",
     "missing_derivative": "the activation derivative factor is missing",
     "a_form_at_z": "an output-based derivative formula evaluated with Z",
+    "other_a_form": "another activation's output-based derivative formula on this "
+    "activation's output",
+    "output_derivative_at_hidden": "the output layer's derivative applied at a hidden layer",
+    "hidden_derivative_at_output": "the hidden layers' derivative applied at the output layer",
     "output_derivative_missing": "the output activation's derivative is missing",
     "output_derivative_extra": "the output activation's derivative is applied twice",
     "wrong_loss_derivative": "the derivative of another loss",
@@ -136,7 +140,8 @@ def _scales(m: int) -> list[tuple[float, str, str, str]]:
          "twice the true value: a stray factor 2 (e.g. the squared error's derivative "
          "without its 1/2)", "twice too large"),
         (0.5, "factor_half", "half the true value: a stray factor 1/2", "half too small"),
-        (-1.0, "sign_flip", "the sign is flipped (e.g. Y - A where A - Y belongs)",
+        (-1.0, "sign_flip", "the negative of the true value: the sign is flipped (e.g. Y - A "
+         "where A - Y belongs)",
          "with the sign flipped"),
         (-float(m), "sign_flip+missing_1_over_m",
          f"-m = -{m} times the true value: the sign is flipped and the 1/m is missing",
@@ -358,6 +363,33 @@ def _hidden_dZ(layer: int, get: Getter, net: Net, g: str) -> Iterator[_Candidate
     if g == "tanh":
         yield _Candidate("a_form_at_z", f"tanh' written as 1 - A^2 but evaluated with "
                          f"Z{layer}: 1 - Z{layer}^2", _safe(lambda: dA * (1 - Z * Z)))
+    if g == "tanh":
+        yield _Candidate("other_a_form", f"A{layer} (1 - A{layer}) where 1 - A{layer}^2 "
+                         f"belongs: sigmoid's derivative formula applied to tanh's output",
+                         _safe(lambda: dA * A * (1 - A)))
+    if g == "sigmoid":
+        yield _Candidate("other_a_form", f"1 - A{layer}^2 where A{layer} (1 - A{layer}) "
+                         f"belongs: tanh's derivative formula applied to sigmoid's output",
+                         _safe(lambda: dA * (1 - A * A)))
+    out = HEADS[net.head].output
+    if out != g and net.h.output_prime is not None and L > layer:
+        ZL, AL = get(key("Z", L)), get(key("A", L))
+        yield _Candidate("output_derivative_at_hidden", f"{out}'(Z{L}), the output layer's "
+                         f"derivative, where {g}'(Z{layer}) belongs: the output activation's "
+                         f"derivative is applied at hidden layer {layer}",
+                         _safe(lambda: dA * net.h.output_prime(ZL)))
+        if out == "sigmoid":
+            yield _Candidate("output_derivative_at_hidden", f"A{L} (1 - A{L}), the output "
+                             f"layer's derivative, where {g}'(Z{layer}) belongs: the output "
+                             f"activation's derivative is applied at hidden layer {layer}",
+                             _safe(lambda: dA * AL * (1 - AL)))
+    if out != g:
+        other = ACTIVATION_FUNCS.get(out)
+        if other is not None and out != "identity":
+            yield _Candidate("output_derivative_at_hidden", f"{out}'(Z{layer}) where "
+                             f"{g}'(Z{layer}) belongs: the output activation's derivative "
+                             f"({out}) is applied at hidden layer {layer}",
+                             _safe(lambda: dA * other.prime(Z)))
     for name, other in ACTIVATION_FUNCS.items():
         if name != g:
             yield _Candidate("wrong_activation_derivative", f"{name}'(Z{layer}) where "
@@ -400,6 +432,13 @@ def _output_dZ(get: Getter, net: Net) -> Iterator[_Candidate]:
             what = {"l1": "sign(A - Y)", "huber": "clip(A - Y, -1, 1)"}.get(loss, "its own")
             yield _Candidate("wrong_loss_derivative", f"(A{L} - Y), the squared error's "
                              f"derivative, where the {loss} loss's {what} belongs", residual)
+    g = net.activation
+    hidden = ACTIVATION_FUNCS.get(g)
+    if hidden is not None and g != out and (net.output_dA_reported or not h.canonical):
+        dA_L = get(key("dA", L)) if net.output_dA_reported else _safe(lambda: h.dA(Z, A, Y, m))
+        yield _Candidate("hidden_derivative_at_output", f"{g}'(Z{L}) where {out}'(Z{L}) "
+                         f"belongs: the hidden layers' derivative ({g}) is applied at the "
+                         "output layer", _safe(lambda: dA_L * hidden.prime(Z)))
     if out != "identity":
         yield _Candidate("z_for_a", f"(Z{L} - Y) where (A{L} - Y) belongs: the output "
                          f"activation {out} is not applied", _safe(lambda: (Z - Y) / m))

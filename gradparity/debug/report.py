@@ -126,12 +126,17 @@ def render(r: DebugResult) -> str:
     """The report (plain text, ends with a newline)."""
     title = "your PyTorch module" if r.kind == "torch" else "your backprop"
     lines = [f"gradparity debug: {r.source} ({title})"]
+    if r.notes.get("api"):
+        lines.append(f"  api         {r.notes['api']}")
     lines.append(f"  network     {_network(r)}")
     if _chosen(r):
         lines.append(f"  chosen      {_chosen(r)}")
     s = r.spec
     lines.append(f"  case        {s.dtype}, m = {s.batch} examples, seed {s.seed}; forward: "
                  f"{r.notes.get('forward', '')}")
+    for what in ("data", "import", "cost"):
+        if r.notes.get(what):
+            lines.append(f"  {what:<11} {r.notes[what]}")
     lines.append(f"  convention  {r.convention.text}")
     lines.append(f"  frameworks  {_frameworks_line(r)}")
     lines.append(f"  tolerance   atol={r.tolerance.atol:g}, rtol={r.tolerance.rtol:g}")

@@ -1,0 +1,220 @@
+"""The deeplearning.ai 2-layer family (the planar-data classifier)::
+
+    initialize_parameters(n_x, n_h, n_y) -> {"W1", "b1", "W2", "b2"}
+    forward_propagation(X, parameters) -> (A2, cache)     # cache {"Z1", "A1", "Z2", "A2"}
+    compute_cost(A2, Y[, parameters]) -> cost
+    backward_propagation(parameters, cache, X, Y) -> grads  # {"dW1", "db1", "dW2", "db2"}
+
+Column-major, as the reference. The grads hold dW and db only; the dZ1, dZ2 the function
+computes on the way are read from its local variables (optional: never "missing").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from gradparity.case import Case
+from gradparity.debug.families.base import (
+    GRAD_NAME,
+    Context,
+    Family,
+    FamilyOutput,
+    Probe,
+    array_of,
+    dtype_of,
+    exception_outcome,
+    is_function,
+    param_names,
+    required_count,
+)
+from gradparity.debug.families.trace import trace_call
+from gradparity.debug.quantities import walk_order
+from gradparity.debug.result import Problem
+from gradparity.debug.user_code import CACHE_KEY
+
+_CACHE = CACHE_KEY
+
+
+def call_by_names(func: Callable, values: dict[str, Any], default_order: list[str]
+                  ) -> tuple[list[Any], str]:
+    """Arguments for ``func`` chosen by its parameter names (``parameters``, ``cache``, ``X``,
+    ``Y``, ``AL``...), else in ``default_order``."""
+    names = param_names(func)
+    n_req = max(required_count(func), 0)
+    args: list[Any] = []
+    used: set[str] = set()
+    for i, n in enumerate(names):
+        low = n.lower()
+        pick = None
+        if "param" in low:
+            pick = "parameters"
+        elif "cache" in low:
+            pick = "cache"
+        elif low in ("x", "x_train", "inputs", "data"):
+            pick = "X"
+        elif low in ("y", "y_train", "labels", "targets"):
+            pick = "Y"
+        elif low.startswith("a") and any(c.isdigit() for c in low) or low in ("al", "yhat",
+                                                                               "y_hat"):
+            pick = "AL"
+        if pick is None or pick not in values or pick in used:
+            if i >= n_req:
+                break
+            pick = next((p for p in default_order if p not in used and p in values), None)
+            if pick is None:
+                break
+        used.add(pick)
+        args.append(values[pick])
+    return args, ", ".join(names[:len(args)])
+
+
+def copy_params(case: Case) -> dict[str, np.ndarray]:
+    return {k: np.array(v, copy=True) for k, v in case.parameters.items()}
+
+
+class DlaiTwoLayer(Family):
+    name = "dlai_2layer"
+    title = ("deeplearning.ai 2-layer: forward_propagation(X, parameters), "
+             "compute_cost(A2, Y), backward_propagation(parameters, cache, X, Y)")
+    default_activation = "tanh"
+    default_head = "sigmoid_bce"
+    default_sizes = (2, 4, 1)
+
+    def score(self, ctx: Context) -> int:
+        bp = ctx.get("backward_propagation")
+        if not is_function(bp):
+            return 0
+        names = [n.lower() for n in param_names(bp)]
+        s = 5
+        if any("param" in n for n in names) and any("cache" in n for n in names):
+            s += 5
+        if is_function(ctx.get("forward_propagation")):
+            s += 2
+        return s
+
+    # -- forward ---------------------------------------------------------------------------
+    def _forward(self, ctx: Context, case: Case):
+        fwd = ctx.get("forward_propagation")
+        if not is_function(fwd):
+            return None, None
+        args, _ = call_by_names(fwd, {"X": case.X.copy(), "parameters": copy_params(case)},
+                                ["X", "parameters"])
+        t = trace_call(fwd, tuple(args))
+        return fwd, t
+
+    @staticmethod
+    def _cache(value: Any) -> dict[str, Any] | None:
+        if isinstance(value, (tuple, list)):
+            for v in value:
+                if isinstance(v, dict) and any(isinstance(k, str) and _CACHE.match(k)
+                                               for k in v):
+                    return v
+        if isinstance(value, dict):
+            return value
+        return None
+
+    def probe(self, ctx: Context, case: Case) -> Probe:
+        probe = Probe()
+        _, t = self._forward(ctx, case)
+        if t is None:
+            probe.problem = "no forward_propagation(X, parameters) in your code"
+            return probe
+        if not t.ok:
+            probe.problem = f"your forward_propagation raised {t.raised.text}"
+            return probe
+        cache = self._cache(t.value) or {}
+        probe.cache = {k: v for k, v in cache.items() if isinstance(k, str) and _CACHE.match(k)}
+        L = case.spec.depth
+        AL = t.value[0] if isinstance(t.value, (tuple, list)) else cache.get(f"A{L}")
+        if array_of(AL) is not None:
+            probe.cache.setdefault(f"A{L}", AL)
+        cost = ctx.get("compute_cost")
+        if is_function(cost) and array_of(AL) is not None:
+            args, _ = call_by_names(cost, {"AL": np.array(AL, copy=True), "Y": case.Y.copy(),
+                                           "parameters": copy_params(case)},
+                                    ["AL", "Y", "parameters"])
+            c = trace_call(cost, tuple(args))
+            if c.ok:
+                probe.cost, probe.cost_fn_name = c.value, "compute_cost"
+        return probe
+
+    # -- run -------------------------------------------------------------------------------
+    def run(self, ctx: Context, case: Case) -> FamilyOutput:
+        out = FamilyOutput()
+        L = case.spec.depth
+        weights = {layer: case.parameters[f"W{layer}"] for layer in range(1, L + 1)}
+        fwd, t = self._forward(ctx, case)
+        cache: dict[str, Any] | None = None
+        if t is not None:
+            out.traces.append(t)
+            out.output += t.output
+            out.forward = True
+            forder = walk_order(L, forward=True, output_dA=False, input_dA=False)
+            if not t.ok:
+                out.errors, out.not_computed = exception_outcome(
+                    t, forder, {}, weights, "forward_propagation")
+            else:
+                cache = self._cache(t.value)
+                if cache is None:
+                    out.problems.append(Problem(f"forward_propagation returned "
+                                                f"{type(t.value).__name__}, not (A2, cache)"))
+                else:
+                    for k in forder:
+                        if k in cache:
+                            out.values[k] = cache[k]
+                            out.required.add(k)
+        if cache is None:
+            from gradparity.reference.mlp import reference_gradients
+
+            ref = reference_gradients(case).forward
+            cache = {k: np.array(v, copy=True) for k, v in ref.items() if k != "A0"}
+            out.backprop_cache = dict(ref)
+            if t is not None and not t.ok:
+                out.notes["forward"] = ("yours (forward_propagation) raised; "
+                                        "backward_propagation ran on the harness's cache")
+            else:
+                out.notes["forward"] = "the harness's (no forward_propagation in your code)"
+        else:
+            out.notes["forward"] = "yours (forward_propagation)"
+        bp = ctx.get("backward_propagation")
+        values = {"parameters": copy_params(case), "cache": cache, "X": case.X.copy(),
+                  "Y": case.Y.copy()}
+        args, _ = call_by_names(bp, values, ["parameters", "cache", "X", "Y"])
+        order = walk_order(L, forward=False, output_dA=False, input_dA=False)
+        b = trace_call(bp, tuple(args))
+        out.traces.append(b)
+        out.output += b.output
+        for layer in range(1, L + 1):
+            out.required |= {f"dW{layer}", f"db{layer}"}
+        grads: dict[str, Any] = {}
+        if not b.ok:
+            grads = {k: v for k, v in b.exc_locals.items() if isinstance(k, str)
+                     and GRAD_NAME.match(k)}
+            errors, nc = exception_outcome(b, order, grads, weights, "backward_propagation")
+            out.errors.update(errors)
+            out.not_computed.update(nc)
+        elif isinstance(b.value, dict):
+            grads = dict(b.value)
+        elif isinstance(b.value, (tuple, list)) and any(isinstance(v, dict) for v in b.value):
+            grads = dict(next(v for v in b.value if isinstance(v, dict)))
+        else:
+            hint = " (missing `return grads`?)" if b.value is None else ""
+            out.problems.append(Problem(f"backward_propagation returned "
+                                        f"{type(b.value).__name__}, not a dict of gradients"
+                                        f"{hint}"))
+        for k, v in grads.items():
+            if isinstance(k, str) and GRAD_NAME.match(k) and k in order:
+                out.values[k] = v
+        for k, v in b.final_locals.items():  # dZ2, dZ1 computed on the way
+            if isinstance(k, str) and GRAD_NAME.match(k) and k in order \
+                    and k not in out.values and array_of(v) is not None:
+                out.values[k] = v
+        for k, v in out.values.items():
+            out.dtypes[k] = dtype_of(v) if k.startswith("d") else ""
+        return out
+
+
+FAMILY = DlaiTwoLayer()

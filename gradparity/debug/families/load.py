@@ -1,0 +1,185 @@
+"""Import a learner's file the way it is written: many run a training script at import time.
+
+`load_module` imports the file under a time limit. When the import runs too long (training
+at import time), or fails in top-level code that is not a definition (a data file that is
+not there, a plot), the file is imported again with its definitions only: imports,
+functions, classes and assignments of literal values (``layers_dims = [12288, 20, 7, 1]``).
+An import of the definitions that fails on its own (a helper module that is missing) is
+skipped and said so. ``definitions_only=True`` skips top-level code from the start.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import io
+import os
+import re
+import signal
+import sys
+import threading
+import types
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gradparity.debug.user_code import display_path, innermost_user_frame, load_file
+from gradparity.errors import UsageError
+
+#: Seconds a file's import may take before its top-level code is skipped.
+IMPORT_TIME_LIMIT = 10.0
+
+
+@dataclass
+class Loaded:
+    """The user's module and how it was imported."""
+
+    module: types.ModuleType
+    tree: ast.Module | None
+    note: str = ""
+    skipped: list[str] = field(default_factory=list)
+
+
+class _ImportTimeout(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float):
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread() \
+            or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def handler(signum, frame):
+        raise _ImportTimeout()
+
+    old = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The user's top-level code prints and warns into nothing."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def parse(path: str | Path) -> ast.Module | None:
+    try:
+        return ast.parse(Path(path).read_text(encoding="utf-8", errors="replace"))
+    except (SyntaxError, ValueError, OSError):
+        return None
+
+
+def _is_literal(node: ast.AST) -> bool:
+    try:
+        ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True
+
+
+def _definition(node: ast.stmt) -> bool:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import,
+                         ast.ImportFrom)):
+        return True
+    if isinstance(node, ast.Assign) and _is_literal(node.value):
+        return True
+    if isinstance(node, ast.AnnAssign) and node.value is not None and _is_literal(node.value):
+        return True
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)  # docstring
+
+
+def load_definitions(path: str | Path, name: str) -> Loaded:
+    """Execute only the definitions of ``path`` (see the module doc)."""
+    p = Path(path).resolve()
+    tree = parse(p)
+    if tree is None:
+        load_file(p)  # raises the SyntaxError as a UsageError
+        raise UsageError(f"file={str(path)!r}: cannot be parsed")
+    module = types.ModuleType(name)
+    module.__file__ = str(p)
+    sys.modules[name] = module
+    skipped: list[str] = []
+    folder = str(p.parent)
+    sys.path.insert(0, folder)
+    try:
+        for node in tree.body:
+            if not _definition(node):
+                continue
+            code = compile(ast.Module(body=[node], type_ignores=[]), str(p), "exec")
+            try:
+                with _quiet(), _time_limit(IMPORT_TIME_LIMIT):
+                    exec(code, module.__dict__)  # noqa: S102 - the user's own file
+            except (Exception, _ImportTimeout) as exc:  # noqa: BLE001 - skip that statement
+                line = ast.get_source_segment(p.read_text(encoding="utf-8", errors="replace"),
+                                              node) or ""
+                first = line.splitlines()[0] if line else f"line {node.lineno}"
+                skipped.append(f"{display_path(p)}:{node.lineno} {first.strip()} "
+                               f"({type(exc).__name__})")
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(folder)
+    return Loaded(module, tree, skipped=skipped)
+
+
+_N = 0
+
+
+def load_module(path: str | Path, *, definitions_only: bool = False,
+                time_limit: float = IMPORT_TIME_LIMIT) -> Loaded:
+    """Import the user's file (see the module doc).
+
+    Raises:
+        UsageError: no such file, not a ``.py`` file, a syntax error.
+    """
+    global _N
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"file={str(path)!r}: is a folder, expected a Python file (.py)")
+    if not p.is_file():
+        raise UsageError(f"file={str(path)!r}: no such file")
+    if p.suffix != ".py":
+        raise UsageError(f"file={str(path)!r}: expected a Python file (.py)")
+    os.environ.setdefault("MPLBACKEND", "Agg")  # a plt.show() at import must not block
+    tree = parse(p)
+    if tree is None:
+        load_file(p)
+    _N += 1
+    name = f"_gradparity_family_{_N}_{re.sub(r'[^0-9a-zA-Z_]', '_', p.stem)}"
+    if definitions_only:
+        loaded = load_definitions(p, name)
+        loaded.note = "definitions only (top-level code skipped, as asked)"
+        return loaded
+    if tree is not None and all(_definition(n) for n in tree.body):
+        with _quiet():
+            return Loaded(load_file(p), tree)
+    why = ""
+    try:
+        with _time_limit(time_limit), _quiet():
+            module = load_file(p)
+        return Loaded(module, tree)
+    except (_ImportTimeout, UsageError) as exc:
+        if isinstance(exc, UsageError) and "SyntaxError" in str(exc):
+            raise
+        if isinstance(exc, _ImportTimeout) or "_ImportTimeout" in str(exc):
+            why = (f"importing it ran longer than {time_limit:g} s (training at import "
+                   "time?), so only its definitions were imported")
+        else:
+            why = f"{exc}; only its definitions were imported"
+    loaded = load_definitions(p, name)
+    loaded.note = why
+    return loaded
+
+
+def first_user_line(exc: BaseException) -> str:
+    loc = innermost_user_frame(exc.__traceback__)
+    return loc.short if loc else ""
