@@ -41,7 +41,7 @@ import numpy as np
 from gradparity.debug.equations import Getter, Net, evaluate
 from gradparity.debug.quantities import key, split
 from gradparity.reference.activations import ACTIVATION_FUNCS
-from gradparity.reference.heads import softmax
+from gradparity.reference.heads import HEAD_FUNCS, softmax
 from gradparity.spec import HEADS, LEAKY_SLOPE
 
 Array = np.ndarray
@@ -264,6 +264,19 @@ def _structural(k: str, get: Getter, net: Net, expected: Array) -> Iterator[_Can
             yield _Candidate("off_by_one", f"holds db{l_ + 1}, the value of the layer above "
                              "(off-by-one layer index)", _safe(lambda: get(key("db", l_ + 1))))
 
+    elif q == "dA" and l_ == L:
+        Z, A = get(key("Z", L)), get(key("A", L))
+        out_name, mine = HEADS[net.head].output, HEADS[net.head].loss
+        names = {"bce": "the cross-entropy's", "mse": "the squared error's",
+                 "ce": "the cross-entropy's", "l1": "the L1 loss's", "huber": "the Huber loss's"}
+        for other in HEADS.values():
+            if other.output != out_name or other.loss == mine or other.name not in HEAD_FUNCS:
+                continue
+            yield _Candidate("wrong_loss_derivative", f"{names.get(other.loss, other.loss)} "
+                             f"derivative where {names.get(mine, mine)} belongs: your backprop "
+                             "differentiates another loss than your cost computes",
+                             _safe(lambda other=other: HEAD_FUNCS[other.name].dA(
+                                 Z, A, net.Y, net.m)))
     elif q == "dA" and l_ < L:
         layer = l_ + 1  # dA[l-1] = W[l]^T dZ[l]
         dZ = get(key("dZ", layer))
@@ -432,6 +445,19 @@ def _output_dZ(get: Getter, net: Net) -> Iterator[_Candidate]:
             what = {"l1": "sign(A - Y)", "huber": "clip(A - Y, -1, 1)"}.get(loss, "its own")
             yield _Candidate("wrong_loss_derivative", f"(A{L} - Y), the squared error's "
                              f"derivative, where the {loss} loss's {what} belongs", residual)
+    if net.output_dA_reported and h.output_prime is not None:
+        dA_out = get(key("dA", L))
+        yield _Candidate("derivative_at_A", f"{out}'(A{L}) where {out}'(Z{L}) belongs: the "
+                         "output derivative is taken at A instead of Z",
+                         _safe(lambda: dA_out * h.output_prime(A)))
+        if out == "sigmoid":
+            yield _Candidate("other_a_form", f"1 - A{L}^2 where A{L} (1 - A{L}) belongs: "
+                             "tanh's derivative formula applied to sigmoid's output",
+                             _safe(lambda: dA_out * (1 - A * A)))
+        if out == "tanh":
+            yield _Candidate("other_a_form", f"A{L} (1 - A{L}) where 1 - A{L}^2 belongs: "
+                             "sigmoid's derivative formula applied to tanh's output",
+                             _safe(lambda: dA_out * A * (1 - A)))
     g = net.activation
     hidden = ACTIVATION_FUNCS.get(g)
     if hidden is not None and g != out and (net.output_dA_reported or not h.canonical):
@@ -439,6 +465,10 @@ def _output_dZ(get: Getter, net: Net) -> Iterator[_Candidate]:
         yield _Candidate("hidden_derivative_at_output", f"{g}'(Z{L}) where {out}'(Z{L}) "
                          f"belongs: the hidden layers' derivative ({g}) is applied at the "
                          "output layer", _safe(lambda: dA_L * hidden.prime(Z)))
+    if net.output_dA_reported and h.output_prime is not None:
+        dA_out = get(key("dA", L))
+        yield _Candidate("missing_derivative", f"dA{L} itself: the factor {out}'(Z{L}) is "
+                         "missing", _safe(lambda: np.array(dA_out)))
     if out != "identity":
         yield _Candidate("z_for_a", f"(Z{L} - Y) where (A{L} - Y) belongs: the output "
                          f"activation {out} is not applied", _safe(lambda: (Z - Y) / m))

@@ -63,6 +63,8 @@ def _finding_block(c: Check, indent: str = "  ") -> list[str]:
         lines.append(f"{indent}where      {c.location.short}")
         if c.location.source:
             lines.append(f"{indent}           {c.location.source}")
+        for via in getattr(c.location, "via", ()):
+            lines.append(f"{indent}           called from {via.short}: {via.source}")
     if c.diagnosis is not None:
         lines.append(f"{indent}diagnosis  {c.diagnosis.text}")
         for alt in c.diagnosis.also:
@@ -134,7 +136,7 @@ def render(r: DebugResult) -> str:
     s = r.spec
     lines.append(f"  case        {s.dtype}, m = {s.batch} examples, seed {s.seed}; forward: "
                  f"{r.notes.get('forward', '')}")
-    for what in ("data", "import", "cost"):
+    for what in ("data", "import", "keys", "cost"):
         if r.notes.get(what):
             lines.append(f"  {what:<11} {r.notes[what]}")
     lines.append(f"  convention  {r.convention.text}")

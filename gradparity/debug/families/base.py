@@ -83,6 +83,7 @@ class FamilyOutput:
     forward: bool = False  # Z/A of the learner's forward are in values
     loss: float | None = None  # the learner's loss on the case, when it returns one
     dtypes: dict[str, str] = field(default_factory=dict)  # key -> the learner's dtype
+    raised_values: dict[str, Any] = field(default_factory=dict)  # the value an assert saw
     backprop_cache: dict[str, np.ndarray] | None = None
 
 
@@ -210,9 +211,23 @@ def exception_outcome(traced: Traced, order: list[str], have: Mapping[str, Any],
     if at is None:
         at = next((k for k in order if k not in have), order[-1])
     errors = {at: (f"your {what} raised {exc.text}", exc.location)}
-    after = order[order.index(at) + 1:]
-    return errors, {k: f"not computed: your {what} raised at {at}" for k in after
-                    if k not in have}
+    return errors, {k: f"not computed: your {what} raised at {at}" for k in order
+                    if k != at and k not in have}
+
+
+def exception_value(traced: Traced, at: str) -> np.ndarray | None:
+    """The array the failing frame holds for quantity ``at`` (``db`` in the frame where
+    ``assert db.shape == b.shape`` fired), if there is one."""
+    kind = at.rstrip("0123456789")
+    prefixes = {"db": ("db", "nabla_b"), "dW": ("dw", "nabla_w"), "dZ": ("dz", "delta"),
+                "dA": ("da",)}[kind] if kind in ("db", "dW", "dZ", "dA") else ()
+    for n in traced.exc_names:
+        low = n.lower()
+        if n == at or (any(low.startswith(p) for p in prefixes) and n in traced.exc_locals):
+            a = array_of(traced.exc_locals.get(n))
+            if a is not None:
+                return a
+    return None
 
 
 def dtype_of(v: Any) -> str:

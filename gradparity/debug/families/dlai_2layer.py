@@ -26,6 +26,7 @@ from gradparity.debug.families.base import (
     array_of,
     dtype_of,
     exception_outcome,
+    exception_value,
     is_function,
     param_names,
     required_count,
@@ -196,6 +197,10 @@ class DlaiTwoLayer(Family):
             errors, nc = exception_outcome(b, order, grads, weights, "backward_propagation")
             out.errors.update(errors)
             out.not_computed.update(nc)
+            for k in errors:
+                v = exception_value(b, k)
+                if v is not None:
+                    out.raised_values[k] = v
         elif isinstance(b.value, dict):
             grads = dict(b.value)
         elif isinstance(b.value, (tuple, list)) and any(isinstance(v, dict) for v in b.value):

@@ -305,7 +305,30 @@ def _walk(case: Case, out: FamilyOutput, tol, order: list[str]) -> tuple[Any, li
     reported = any(split(k)[0] in ("dZ", "dA") and as_array(v) is not None
                    for k, v in out.values.items() if k in order)
     convention, checks = conventions.detect(case.m, L, walk, reported)
+    _diagnose_raised(checks, out, reference, net, case, convention.factor)
     return (convention, net), checks
+
+
+def _diagnose_raised(checks: list[Check], out: FamilyOutput, reference: Mapping[str, Any],
+                     net: Net, case: Case, factor: float) -> None:
+    """An assert that fired on a wrong value (``assert db.shape == b.shape``): the value it
+    saw is diagnosed too."""
+    from gradparity.debug.diagnose import diagnose
+    from gradparity.debug.quantities import PER_EXAMPLE_QUANTITIES
+
+    for c in checks:
+        v = out.raised_values.get(c.key)
+        if c.status != "error" or v is None:
+            continue
+        E = reference.get(c.key)
+        if E is None:
+            continue
+        U = np.asarray(v, dtype=np.float64)
+        if c.quantity in PER_EXAMPLE_QUANTITIES:
+            U = U / factor
+        d = diagnose(c.key, U, np.asarray(E), reference.get, net, dtype=case.spec.dtype)
+        if d.known:
+            c.diagnosis = d
 
 
 def _order(L: int, out: FamilyOutput) -> list[str]:

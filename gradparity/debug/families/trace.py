@@ -40,9 +40,29 @@ SNAPSHOT_MAX = 200_000
 MAX_RECORDS = 20_000
 
 
+@dataclass(frozen=True)
+class TracedLocation(Location):
+    """A line of user code and the user lines that called it (innermost caller first)."""
+
+    via: tuple[Location, ...] = ()
+
+
 def location(filename: str, lineno: int) -> Location:
     """A `Location`; for a notebook cell the file is shown as ``cell [n]``."""
     return Location(cell_file_label(filename), lineno, linecache.getline(filename, lineno).strip())
+
+
+def _callers(frame: FrameType, top: Any) -> tuple[Location, ...]:
+    out: list[Location] = []
+    f = frame.f_back
+    if frame.f_code is top:
+        return ()
+    while f is not None and is_user_code(f.f_code.co_filename) and len(out) < 4:
+        out.append(location(f.f_code.co_filename, f.f_lineno))
+        if f.f_code is top:
+            break
+        f = f.f_back
+    return tuple(out)
 
 
 _CELL_NUMBERS: dict[str, int] = {}
@@ -217,8 +237,10 @@ class _Tracer:
             return
         snap = a.copy() if a.size <= SNAPSHOT_MAX else None
         self.known[id(a)] = (a, snap)
-        self.records.append(Record(a, snap, location(frame.f_code.co_filename, line),
-                                   frame.f_code.co_name, self.n))
+        here = location(frame.f_code.co_filename, line)
+        where = TracedLocation(here.file, here.line, here.source,
+                               _callers(frame, self.top_code))
+        self.records.append(Record(a, snap, where, frame.f_code.co_name, self.n))
         self.n += 1
 
     def scan(self, frame: FrameType, line: int) -> None:
