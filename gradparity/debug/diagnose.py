@@ -445,8 +445,9 @@ def _output_dZ(get: Getter, net: Net) -> Iterator[_Candidate]:
             what = {"l1": "sign(A - Y)", "huber": "clip(A - Y, -1, 1)"}.get(loss, "its own")
             yield _Candidate("wrong_loss_derivative", f"(A{L} - Y), the squared error's "
                              f"derivative, where the {loss} loss's {what} belongs", residual)
-    if net.output_dA_reported and h.output_prime is not None:
-        dA_out = get(key("dA", L))
+    if (net.output_dA_reported or not h.canonical) and h.output_prime is not None:
+        dA_out = get(key("dA", L)) if net.output_dA_reported else _safe(
+            lambda: h.dA(Z, A, Y, m))
         yield _Candidate("derivative_at_A", f"{out}'(A{L}) where {out}'(Z{L}) belongs: the "
                          "output derivative is taken at A instead of Z",
                          _safe(lambda: dA_out * h.output_prime(A)))

@@ -23,7 +23,7 @@ from gradparity.debug.families.base import Context, Family
 from gradparity.errors import UsageError
 
 API_NAMES: tuple[str, ...] = ("seed", "dlai_deep", "dlai_2layer", "nielsen", "cs231n")
-_BUILT = ("dlai_deep", "dlai_2layer")
+_BUILT = ("dlai_deep", "dlai_2layer", "nielsen")
 
 
 def families() -> dict[str, Family]:

@@ -84,6 +84,8 @@ class FamilyOutput:
     loss: float | None = None  # the learner's loss on the case, when it returns one
     dtypes: dict[str, str] = field(default_factory=dict)  # key -> the learner's dtype
     raised_values: dict[str, Any] = field(default_factory=dict)  # the value an assert saw
+    objects: dict[str, Any] = field(default_factory=dict)  # the learner's own array, if
+    # values holds another (a mean over examples, a transposed copy)
     backprop_cache: dict[str, np.ndarray] | None = None
 
 

@@ -179,7 +179,11 @@ def _refine_where(checks: list[Check], out: FamilyOutput, raw: Mapping[str, Any]
                   case: Case, net: Net, factor: float) -> None:
     """Each finding points at the deepest line that made the wrong value."""
     m, dtype = case.m, case.spec.dtype
-    user_vals = {c.key: as_array(out.values.get(c.key)) for c in checks}
+    user_vals: dict[str, Any] = {c.key: as_array(out.values.get(c.key)) for c in checks}
+    for c in checks:  # what the diagnoses say the learner's hidden values are
+        if c.diagnosis is not None:
+            for hk, hv in c.diagnosis.implies:
+                user_vals.setdefault(f"~{hk}", hv)
     for c in checks:
         if c.status != "fail":
             continue
@@ -237,8 +241,16 @@ def _deeper_factor(c: Check, k: str, value: np.ndarray, out: FamilyOutput, case:
         if code in _DERIVATIVE_CODES:
             if dA is None and layer < net.depth:
                 W = net.parameters.get(key("W", layer + 1))
-                dz_up = _ref_grad(case, net, key("dZ", layer + 1))
+                up = key("dZ", layer + 1)
+                dz_up = as_array(user_vals.get(up))
+                dz_up = dz_up / factor if dz_up is not None else as_array(
+                    user_vals.get(f"~{up}"))
+                if dz_up is None:
+                    dz_up = _ref_grad(case, net, up)
                 dA = W.T @ dz_up if W is not None and dz_up is not None else None
+            elif dA is None and not net.h.canonical:
+                A_out = net.h.forward(Z)
+                dA = net.h.dA(Z, A_out, net.Y, m)
             if dA is not None and dA.shape == value.shape:
                 safe = np.where(dA != 0, dA, np.nan)
                 factor = value / safe
@@ -471,7 +483,7 @@ def debug_family(
     case = _rebuild(case, act, hd, Ya, loss_form)
 
     out = family.run(ctx, case)
-    raw = dict(out.values)
+    raw = {**out.values, **out.objects}
     notes.update(out.notes)
     _scale_values(out, scale)
     L = case.spec.depth
