@@ -250,6 +250,8 @@ def _structural(k: str, get: Getter, net: Net, expected: Array) -> Iterator[_Can
         yield _Candidate("wrong_axis_sum", "summed over axis 0 (the units) where axis=1 (the "
                          "examples) belongs, and without keepdims",
                          _safe(lambda: np.sum(dZ, axis=0)))
+        yield _Candidate("wrong_axis_sum", "summed over axis 0 (the units) where axis=1 (the "
+                         "examples) belongs", _safe(lambda: np.sum(dZ, axis=0).reshape(-1, 1)))
         yield _Candidate("sum_all", f"summed over every element of dZ{l_} (np.sum without "
                          "axis=1): one number", _safe(lambda: np.sum(dZ)))
         yield _Candidate("no_sum", f"dZ{l_} itself: the sum over the examples (axis=1) is "

@@ -23,14 +23,13 @@ from gradparity.debug.families.base import Context, Family
 from gradparity.errors import UsageError
 
 API_NAMES: tuple[str, ...] = ("seed", "dlai_deep", "dlai_2layer", "nielsen", "cs231n")
-_BUILT = ("dlai_deep", "dlai_2layer", "nielsen")
 
 
 def families() -> dict[str, Family]:
     import importlib
 
     out: dict[str, Family] = {}
-    for name in _BUILT:
+    for name in API_NAMES[1:]:
         fam = importlib.import_module(f"gradparity.debug.families.{name}").FAMILY
         out[fam.name] = fam
     return out

@@ -113,6 +113,10 @@ class Family:
     def run(self, ctx: Context, case: Case) -> FamilyOutput:
         raise NotImplementedError
 
+    def explain(self, diagnosis: Any, key: str, user_value: Any) -> Any:
+        """The diagnosis in the family's own terms (layouts that differ)."""
+        return diagnosis
+
 
 # -- helpers shared by the adapters ---------------------------------------------------------
 def is_function(v: Any) -> bool:

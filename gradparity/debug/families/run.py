@@ -490,6 +490,9 @@ def debug_family(
     order = _order(L, out)
     (convention, net), checks = _walk(case, out, tol, order)
     _refine_where(checks, out, raw, case, net, convention.factor)
+    for c in checks:
+        if c.diagnosis is not None:
+            c.diagnosis = family.explain(c.diagnosis, c.key, raw.get(c.key))
     ref, _ = _reference_values(case)
     frameworks = _framework_runs(case, ref, backends, tol)
     problems = list(out.problems) + _dtype_problems(out, case, raw)
