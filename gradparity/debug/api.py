@@ -98,6 +98,17 @@ def _data_layout(family: Any, X: np.ndarray, Y: np.ndarray, notes: dict[str, str
     return X, Y
 
 
+def _namespace(source: Any) -> dict[str, Any]:
+    """The globals the learner's function or class was defined in (a notebook's)."""
+    target = source
+    if not (inspect.isfunction(target) or inspect.isclass(target)):
+        target = type(source)
+    if inspect.isclass(target):
+        target = next((v for v in vars(target).values() if inspect.isfunction(v)), None)
+    g = getattr(target, "__globals__", None)
+    return dict(g) if isinstance(g, dict) else {}
+
+
 def debug_code(
     source: str | os.PathLike[str] | ModuleType | Callable | Any = None,
     *,
@@ -165,7 +176,7 @@ def debug_code(
     extra = {"forward": forward, "cost": cost, **objects}
     if module is None:
         objs = objects_of(source, extra)
-        ctx = Context(None, None, objs, label)
+        ctx = Context(None, None, objs, label, namespace=_namespace(source))
     else:
         ctx = Context(module, tree, {k: v for k, v in objects.items() if v is not None}, label)
         if forward is not None:

@@ -398,13 +398,6 @@ def _hidden_dZ(layer: int, get: Getter, net: Net, g: str) -> Iterator[_Candidate
                              f"layer's derivative, where {g}'(Z{layer}) belongs: the output "
                              f"activation's derivative is applied at hidden layer {layer}",
                              _safe(lambda: dA * AL * (1 - AL)))
-    if out != g:
-        other = ACTIVATION_FUNCS.get(out)
-        if other is not None and out != "identity":
-            yield _Candidate("output_derivative_at_hidden", f"{out}'(Z{layer}) where "
-                             f"{g}'(Z{layer}) belongs: the output activation's derivative "
-                             f"({out}) is applied at hidden layer {layer}",
-                             _safe(lambda: dA * other.prime(Z)))
     for name, other in ACTIVATION_FUNCS.items():
         if name != g:
             yield _Candidate("wrong_activation_derivative", f"{name}'(Z{layer}) where "

@@ -39,6 +39,7 @@ class Context:
     tree: Any = None
     objects: dict[str, Any] = field(default_factory=dict)
     label: str = ""
+    namespace: dict[str, Any] = field(default_factory=dict)  # a notebook's globals
 
     def get(self, *names: str) -> Any:
         for n in names:
@@ -46,6 +47,9 @@ class Context:
                 return self.objects[n]
             if self.module is not None and hasattr(self.module, n):
                 return getattr(self.module, n)
+        for n in names:
+            if n in self.namespace:
+                return self.namespace[n]
         return None
 
     def names(self) -> dict[str, Any]:

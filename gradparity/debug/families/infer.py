@@ -134,6 +134,18 @@ def literal_sizes(tree: ast.Module | None, family: str) -> SourceSizes | None:
     return None
 
 
+def namespace_sizes(ns: Mapping[str, Any], family: str) -> SourceSizes | None:
+    """Layer widths from a notebook's variables (``layers_dims = [...]``)."""
+    if family not in ("dlai_deep", "nielsen"):
+        return None
+    for name in _DIMS_NAMES:
+        v = ns.get(name)
+        if isinstance(v, (list, tuple)) and len(v) >= 2 and all(
+                isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v):
+            return SourceSizes(tuple(v), f"from {name} in your notebook")
+    return None
+
+
 # -- activations ---------------------------------------------------------------------------
 def _forward(name: str):
     if name == "softmax":

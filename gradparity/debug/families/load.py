@@ -134,8 +134,28 @@ def load_definitions(path: str | Path, name: str) -> Loaded:
 _N = 0
 
 
+def _forget_user_modules(tree: ast.Module | None) -> None:
+    """Helper modules the file imports (``from dnn_utils import ...``) are imported afresh,
+    not taken from an earlier import of another file's (or an older) version."""
+    if tree is None:
+        return
+    from gradparity.debug.user_code import is_user_file
+
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+    for name in names:
+        mod = sys.modules.get(name)
+        f = getattr(mod, "__file__", None)
+        if mod is not None and f and is_user_file(f):
+            del sys.modules[name]
+
+
 def load_module(path: str | Path, *, definitions_only: bool = False,
-                time_limit: float = IMPORT_TIME_LIMIT) -> Loaded:
+                time_limit: float | None = None) -> Loaded:
     """Import the user's file (see the module doc).
 
     Raises:
@@ -149,10 +169,13 @@ def load_module(path: str | Path, *, definitions_only: bool = False,
         raise UsageError(f"file={str(path)!r}: no such file")
     if p.suffix != ".py":
         raise UsageError(f"file={str(path)!r}: expected a Python file (.py)")
+    if time_limit is None:
+        time_limit = IMPORT_TIME_LIMIT
     os.environ.setdefault("MPLBACKEND", "Agg")  # a plt.show() at import must not block
     tree = parse(p)
     if tree is None:
         load_file(p)
+    _forget_user_modules(tree)
     _N += 1
     name = f"_gradparity_family_{_N}_{re.sub(r'[^0-9a-zA-Z_]', '_', p.stem)}"
     if definitions_only:

@@ -381,7 +381,22 @@ def _dtype_problems(out: FamilyOutput, case: Case, raw: Mapping[str, Any]) -> li
                     "your code is made here)", first or loc)]
 
 
-def _wrong_setup(checks: list[Check]) -> bool:
+_GUESS_CODES = {
+    "activation": ("wrong_activation_derivative", "a_form_at_z", "other_a_form",
+                   "activation_not_derivative"),
+    "head": ("output_derivative_missing", "output_derivative_extra", "wrong_loss_derivative",
+             "hidden_derivative_at_output", "z_for_a"),
+}
+
+
+def _wrong_setup(checks: list[Check], notes: Mapping[str, str] | None = None) -> bool:
+    """Most quantities fail with no single cause, or a guessed activation or head is what
+    the findings contradict."""
+    for what, codes in _GUESS_CODES.items():
+        if notes is not None and notes.get(what, "").startswith("default"):
+            if any(c.diagnosis is not None and c.diagnosis.code.split("+")[0] in codes
+                   for c in checks if c.is_finding):
+                return True
     reported = [c for c in checks if c.reported and c.quantity in ("dW", "db", "dZ", "dA")]
     bad = [c for c in reported if c.is_finding]
     if len(reported) < 2 or len(bad) * 2 < len(reported):
@@ -444,7 +459,8 @@ def debug_family(
     elif fixed is not None:
         chosen_sizes, notes["sizes"] = tuple(fixed[0]), fixed[1]
     else:
-        found = infer.literal_sizes(ctx.tree, family.name)
+        found = infer.literal_sizes(ctx.tree, family.name) or infer.namespace_sizes(
+            ctx.namespace, family.name)
         base = list(family.default_sizes)
         if found is not None:
             s = list(found.sizes)
@@ -496,7 +512,7 @@ def debug_family(
     ref, _ = _reference_values(case)
     frameworks = _framework_runs(case, ref, backends, tol)
     problems = list(out.problems) + _dtype_problems(out, case, raw)
-    if suggest and _wrong_setup(checks):
+    if suggest and _wrong_setup(checks, notes):
         hint = _suggest(family, ctx, case, out, tol, activation, head, loss_form)
         if hint is not None:
             problems.insert(0, hint)
@@ -531,8 +547,7 @@ def _suggest(family: Family, ctx: Context, case: Case, out: FamilyOutput, tol,
             if best is None or bad < best[0]:
                 best = (bad, a, h)
     if best is None or (n_bad is not None and best[0] >= n_bad):
-        return Problem("most quantities fail in a way no single slip explains: the network "
-                       "setup is probably wrong (check --sizes, --activation and --head)")
+        return None
     flags = f"--sizes {','.join(map(str, spec.sizes))}"
     if activation is None and spec.depth > 1:
         flags += f" --activation {best[1]}"
@@ -540,5 +555,5 @@ def _suggest(family: Family, ctx: Context, case: Case, out: FamilyOutput, tol,
         flags += f" --head {best[2]}"
     tail = ("; your code agrees with the reference there" if best[0] == 0
             else f"; {best[0]} finding(s) remain there")
-    return Problem("most quantities fail in a way no single slip explains: the network setup "
-                   f"is probably wrong. Try: {flags}{tail}")
+    return Problem("the network setup is probably wrong (guessed, or most quantities fail "
+                   f"in a way no single slip explains). Try: {flags}{tail}")

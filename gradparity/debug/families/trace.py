@@ -46,10 +46,17 @@ class TracedLocation(Location):
 
     via: tuple[Location, ...] = ()
 
+    @property
+    def short(self) -> str:
+        if self.file.startswith("cell ["):
+            return f"{self.file}, line {self.line}"
+        return super().short
 
-def location(filename: str, lineno: int) -> Location:
+
+def location(filename: str, lineno: int) -> TracedLocation:
     """A `Location`; for a notebook cell the file is shown as ``cell [n]``."""
-    return Location(cell_file_label(filename), lineno, linecache.getline(filename, lineno).strip())
+    return TracedLocation(cell_file_label(filename), lineno,
+                          linecache.getline(filename, lineno).strip())
 
 
 def _callers(frame: FrameType, top: Any) -> tuple[Location, ...]:
@@ -273,7 +280,7 @@ def trace_call(func: Callable, args: tuple = (), kwargs: dict | None = None, *,
         key = exception_key(tb, pattern, order or []) if pattern is not None else None
         loc = innermost_user_frame(tb)
         if loc is not None:
-            loc = Location(cell_file_label(loc.file), loc.line, loc.source)
+            loc = TracedLocation(cell_file_label(loc.file), loc.line, loc.source)
         result.raised = UserException(type(exc).__name__, str(exc), loc, key)
         frames = [(f, n) for f, n in _walk(tb) if is_user_code(f.f_code.co_filename)]
         if frames:
