@@ -28,6 +28,22 @@ from gradparity.debug.result import Problem
 from gradparity.debug.user_code import Location
 
 GRAD_NAME = re.compile(r"^d(Z|W|b|A)(\d+)$")
+_ANY_GRAD = re.compile(r"^d([zZwWbBaA])(\d+)$")
+_ANY_CACHE = re.compile(r"^([zZaA])(\d+)$")
+
+
+def grad_key(k: Any) -> str | None:
+    """``dz3`` / ``dZ3`` / ``dB1`` -> the reference's key (``dZ3``, ``db1``), else None."""
+    m = _ANY_GRAD.match(k) if isinstance(k, str) else None
+    if m is None:
+        return None
+    return "d" + {"z": "Z", "w": "W", "b": "b", "a": "A"}[m.group(1).lower()] + m.group(2)
+
+
+def cache_key(k: Any) -> str | None:
+    """``z1`` / ``A2`` -> ``Z1`` / ``A2``, else None."""
+    m = _ANY_CACHE.match(k) if isinstance(k, str) else None
+    return None if m is None else m.group(1).upper() + m.group(2)
 
 
 @dataclass

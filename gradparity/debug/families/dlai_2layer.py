@@ -18,15 +18,16 @@ import numpy as np
 
 from gradparity.case import Case
 from gradparity.debug.families.base import (
-    GRAD_NAME,
     Context,
     Family,
     FamilyOutput,
     Probe,
     array_of,
+    cache_key,
     dtype_of,
     exception_outcome,
     exception_value,
+    grad_key,
     is_function,
     param_names,
     required_count,
@@ -34,9 +35,6 @@ from gradparity.debug.families.base import (
 from gradparity.debug.families.trace import trace_call
 from gradparity.debug.quantities import walk_order
 from gradparity.debug.result import Problem
-from gradparity.debug.user_code import CACHE_KEY
-
-_CACHE = CACHE_KEY
 
 
 def call_by_names(func: Callable, values: dict[str, Any], default_order: list[str]
@@ -79,7 +77,8 @@ def copy_params(case: Case) -> dict[str, np.ndarray]:
 class DlaiTwoLayer(Family):
     name = "dlai_2layer"
     title = ("deeplearning.ai 2-layer: forward_propagation(X, parameters), "
-             "compute_cost(A2, Y), backward_propagation(parameters, cache, X, Y)")
+             "compute_cost(A2, Y), backward_propagation(parameters, cache, X, Y) (also the "
+             "3-layer courses' backward_propagation(X, Y, cache))")
     default_activation = "tanh"
     default_head = "sigmoid_bce"
     default_sizes = (2, 4, 1)
@@ -107,14 +106,23 @@ class DlaiTwoLayer(Family):
         return fwd, t
 
     @staticmethod
-    def _cache(value: Any) -> dict[str, Any] | None:
-        if isinstance(value, (tuple, list)):
-            for v in value:
-                if isinstance(v, dict) and any(isinstance(k, str) and _CACHE.match(k)
-                                               for k in v):
-                    return v
-        if isinstance(value, dict):
-            return value
+    def _cache(value: Any, L: int) -> tuple[Any, dict[str, Any]] | None:
+        """The cache object the backward takes, and its Z/A values by the reference's keys:
+        a dict (``{"Z1": ..., "A1": ...}``, any case) or the tuple of the course's 3-layer
+        version (``(z1, a1, W1, b1, z2, a2, W2, b2, ...)``)."""
+        items = list(value) if isinstance(value, (tuple, list)) else [value]
+        for v in items:
+            if isinstance(v, dict):
+                vals = {cache_key(k): x for k, x in v.items() if cache_key(k) is not None}
+                if vals:
+                    return v, vals
+        for v in items:
+            if isinstance(v, (tuple, list)) and len(v) == 4 * L and all(
+                    array_of(x) is not None for x in v):
+                vals = {}
+                for layer in range(1, L + 1):
+                    vals[f"Z{layer}"], vals[f"A{layer}"] = v[4 * layer - 4], v[4 * layer - 3]
+                return v, vals
         return None
 
     def probe(self, ctx: Context, case: Case) -> Probe:
@@ -126,9 +134,10 @@ class DlaiTwoLayer(Family):
         if not t.ok:
             probe.problem = f"your forward_propagation raised {t.raised.text}"
             return probe
-        cache = self._cache(t.value) or {}
-        probe.cache = {k: v for k, v in cache.items() if isinstance(k, str) and _CACHE.match(k)}
         L = case.spec.depth
+        parsed = self._cache(t.value, L)
+        cache = parsed[1] if parsed is not None else {}
+        probe.cache = dict(cache)
         AL = t.value[0] if isinstance(t.value, (tuple, list)) else cache.get(f"A{L}")
         if array_of(AL) is not None:
             probe.cache.setdefault(f"A{L}", AL)
@@ -148,7 +157,7 @@ class DlaiTwoLayer(Family):
         L = case.spec.depth
         weights = {layer: case.parameters[f"W{layer}"] for layer in range(1, L + 1)}
         fwd, t = self._forward(ctx, case)
-        cache: dict[str, Any] | None = None
+        cache: Any = None
         if t is not None:
             out.traces.append(t)
             out.output += t.output
@@ -158,14 +167,15 @@ class DlaiTwoLayer(Family):
                 out.errors, out.not_computed = exception_outcome(
                     t, forder, {}, weights, "forward_propagation")
             else:
-                cache = self._cache(t.value)
-                if cache is None:
+                parsed = self._cache(t.value, L)
+                cache = parsed[0] if parsed is not None else None
+                if parsed is None:
                     out.problems.append(Problem(f"forward_propagation returned "
                                                 f"{type(t.value).__name__}, not (A2, cache)"))
                 else:
                     for k in forder:
-                        if k in cache:
-                            out.values[k] = cache[k]
+                        if k in parsed[1]:
+                            out.values[k] = parsed[1][k]
                             out.required.add(k)
         if cache is None:
             from gradparity.reference.mlp import reference_gradients
@@ -192,8 +202,7 @@ class DlaiTwoLayer(Family):
             out.required |= {f"dW{layer}", f"db{layer}"}
         grads: dict[str, Any] = {}
         if not b.ok:
-            grads = {k: v for k, v in b.exc_locals.items() if isinstance(k, str)
-                     and GRAD_NAME.match(k)}
+            grads = {grad_key(k): v for k, v in b.exc_locals.items() if grad_key(k)}
             errors, nc = exception_outcome(b, order, grads, weights, "backward_propagation")
             out.errors.update(errors)
             out.not_computed.update(nc)
@@ -202,20 +211,22 @@ class DlaiTwoLayer(Family):
                 if v is not None:
                     out.raised_values[k] = v
         elif isinstance(b.value, dict):
-            grads = dict(b.value)
+            grads = {grad_key(k): v for k, v in b.value.items() if grad_key(k)}
         elif isinstance(b.value, (tuple, list)) and any(isinstance(v, dict) for v in b.value):
-            grads = dict(next(v for v in b.value if isinstance(v, dict)))
+            d = next(v for v in b.value if isinstance(v, dict))
+            grads = {grad_key(k): v for k, v in d.items() if grad_key(k)}
         else:
             hint = " (missing `return grads`?)" if b.value is None else ""
             out.problems.append(Problem(f"backward_propagation returned "
                                         f"{type(b.value).__name__}, not a dict of gradients"
                                         f"{hint}"))
         for k, v in grads.items():
-            if isinstance(k, str) and GRAD_NAME.match(k) and k in order:
+            if k in order:
                 out.values[k] = v
-        for k, v in b.final_locals.items():  # dZ2, dZ1 computed on the way
-            if isinstance(k, str) and GRAD_NAME.match(k) and k in order \
-                    and k not in out.values and array_of(v) is not None:
+        for name, v in b.final_locals.items():  # dZ2, dZ1 computed on the way
+            k = grad_key(name)
+            if k is not None and k in order and k not in out.values \
+                    and array_of(v) is not None:
                 out.values[k] = v
         for k, v in out.values.items():
             out.dtypes[k] = dtype_of(v) if k.startswith("d") else ""

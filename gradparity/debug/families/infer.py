@@ -87,7 +87,7 @@ def literal_sizes(tree: ast.Module | None, family: str) -> SourceSizes | None:
     consts = _constants(tree)
     for name in _DIMS_NAMES:
         v = consts.get(name)
-        if isinstance(v, list) and family in ("dlai_deep", "nielsen"):
+        if isinstance(v, list) and family in ("dlai_deep", "nielsen", "dlai_2layer"):
             return SourceSizes(tuple(v), f"from {name} in your file")
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
     for call in calls:
@@ -134,15 +134,16 @@ def literal_sizes(tree: ast.Module | None, family: str) -> SourceSizes | None:
     return None
 
 
-def namespace_sizes(ns: Mapping[str, Any], family: str) -> SourceSizes | None:
+def namespace_sizes(ns: Mapping[str, Any], family: str, where: str = "notebook"
+                    ) -> SourceSizes | None:
     """Layer widths from a notebook's variables (``layers_dims = [...]``)."""
-    if family not in ("dlai_deep", "nielsen"):
+    if family not in ("dlai_deep", "nielsen", "dlai_2layer"):
         return None
     for name in _DIMS_NAMES:
         v = ns.get(name)
         if isinstance(v, (list, tuple)) and len(v) >= 2 and all(
                 isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v):
-            return SourceSizes(tuple(v), f"from {name} in your notebook")
+            return SourceSizes(tuple(v), f"from {name} in your {where}")
     return None
 
 

@@ -389,6 +389,21 @@ _GUESS_CODES = {
 }
 
 
+def _missing_layer(out: FamilyOutput, case: Case, notes: Mapping[str, str]
+                   ) -> Problem | None:
+    """The learner's code reads a parameter the guessed network does not have."""
+    import re
+
+    for msg, loc in out.errors.values():
+        m = re.search(r"KeyError: '([Wb])(\d+)'", msg)
+        if m and int(m.group(2)) > case.spec.depth and notes.get("sizes", "") != "given":
+            return Problem(f"your code reads {m.group(1)}{m.group(2)}: the network has more "
+                           f"layers than the {case.spec.depth} guessed "
+                           f"({notes.get('sizes', '')}); give them with --sizes "
+                           "N0,N1,...,NL", loc)
+    return None
+
+
 def _wrong_setup(checks: list[Check], notes: Mapping[str, str] | None = None) -> bool:
     """Most quantities fail with no single cause, or a guessed activation or head is what
     the findings contradict."""
@@ -459,8 +474,10 @@ def debug_family(
     elif fixed is not None:
         chosen_sizes, notes["sizes"] = tuple(fixed[0]), fixed[1]
     else:
-        found = infer.literal_sizes(ctx.tree, family.name) or infer.namespace_sizes(
-            ctx.namespace, family.name)
+        found = (infer.literal_sizes(ctx.tree, family.name)
+                 or infer.namespace_sizes(ctx.namespace, family.name)
+                 or (infer.namespace_sizes(vars(ctx.module), family.name, "file")
+                     if ctx.module is not None else None))
         base = list(family.default_sizes)
         if found is not None:
             s = list(found.sizes)
@@ -512,6 +529,9 @@ def debug_family(
     ref, _ = _reference_values(case)
     frameworks = _framework_runs(case, ref, backends, tol)
     problems = list(out.problems) + _dtype_problems(out, case, raw)
+    more = _missing_layer(out, case, notes)
+    if more is not None:
+        problems.insert(0, more)
     if suggest and _wrong_setup(checks, notes):
         hint = _suggest(family, ctx, case, out, tol, activation, head, loss_form)
         if hint is not None:
