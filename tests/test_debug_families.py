@@ -240,7 +240,8 @@ def test_cs231n_l2_term_gradient_is_checked_against_the_loss(tmp_path):
                    "grads['W2'] = hidden.T.dot(dscores) + reg * W2")
     r = debug_code(path, backends=NONE)
     assert r.exit_code == 1 and not r.findings
-    assert "the L2 term" in r.problems[0].text and "2 * reg * W2" in r.problems[0].text
+    assert "the L2 term" in r.problems[0].text and "gets reg * W2" in r.problems[0].text
+    assert "gradient is 2 * reg * W2" in r.problems[0].text
     assert "+ reg * W2" in r.problems[0].location.source
 
 
@@ -399,3 +400,23 @@ def test_notebook_executed_with_nbclient(tmp_path):
     assert source == "dW = np.dot(dZ, A_prev.T)"
     html = nb.cells[5].outputs[0]["data"]["text/html"]
     assert "First divergence: dW3" in html and "cell [3]" in html
+
+
+def test_cs231n_package_module_with_relative_imports(tmp_path):
+    """classifiers/fc_net.py imports ..layers: it is imported as part of its package;
+    --backprop picks the class, whose dtype defaults to float32."""
+    folder = _copy(tmp_path, "cs231n") / "course"
+    fc_net = folder / "cs231n" / "classifiers" / "fc_net.py"
+    r = debug_code(fc_net, backends=NONE)
+    assert r.passed, r.report()
+    assert "imported as part of its package" in r.notes["import"]
+    r = debug_code(fc_net, backprop_name="FullyConnectedNet", sizes=(4, 6, 5, 3),
+                   backends=NONE)
+    assert r.passed, r.report()
+    assert r.spec.dtype == "float32" and r.notes["activation"] == "inferred from your forward"
+    text = fc_net.read_text()
+    old = "grads['W%d' % i] += self.reg * self.params['W%d' % i]"
+    fc_net.write_text(text.replace(old, old.replace("+= self.reg", "+= 2 * self.reg")))
+    r = debug_code(fc_net, backprop_name="FullyConnectedNet", sizes=(4, 6, 5, 3),
+                   backends=NONE)
+    assert "grads['W1'] gets 2 * reg * W1" in r.problems[0].text, r.report()

@@ -184,6 +184,10 @@ def debug_code(
         if cost is not None:
             ctx.objects[getattr(cost, "__name__", "compute_cost")] = cost
 
+    named = ctx.get(backprop_name) if backprop_name else None
+    if named is not None and (inspect.isclass(named) or api not in (None, "seed")):
+        ctx.objects[backprop_name] = named  # a family's class or function, by name
+        backprop_name = None
     seed_code = (backprop_name is not None or api == "seed"
                  or (api is None and is_seed(ctx))
                  or (module is None and callable(source) and not inspect.isclass(source)

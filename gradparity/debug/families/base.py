@@ -133,6 +133,10 @@ class Family:
     def run(self, ctx: Context, case: Case) -> FamilyOutput:
         raise NotImplementedError
 
+    def dtype(self, ctx: Context) -> str | None:
+        """The dtype the learner's code works in, when it fixes one."""
+        return None
+
     def explain(self, diagnosis: Any, key: str, user_value: Any) -> Any:
         """The diagnosis in the family's own terms (layouts that differ)."""
         return diagnosis

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from gradparity.case import Case
+from gradparity.debug.diagnose import fits
 from gradparity.debug.families.base import (
     Context,
     Family,
@@ -59,6 +60,12 @@ def _target(ctx: Context) -> tuple[str, Any] | None:
     if inst is not None and isinstance(getattr(inst, "params", None), dict) \
             and callable(getattr(inst, "loss", None)):
         return "instance", inst
+    for name, v in ctx.objects.items():  # the one the learner named
+        if inspect.isclass(v) and callable(getattr(v, "loss", None)):
+            return "class", v
+        if inspect.isfunction(v) and name == getattr(v, "__name__", "") and (
+                "loss" in name.lower() or name == "two_layer_net"):
+            return "function", v
     best = None
     for name, v in ctx.names().items():
         if inspect.isclass(v) and callable(getattr(v, "loss", None)) and _params_in_init(v):
@@ -117,10 +124,10 @@ class Cs231n(Family):
         params = self._params(case)
         sizes = list(case.spec.sizes)
         if kind == "class":
-            inst = None
-            tries = [tuple(sizes)] if len(sizes) == 3 else []
+            inst = _construct(obj, sizes)
+            tries = [tuple(sizes)] if len(sizes) == 3 and inst is None else []
             tries.append((sizes[0], sizes[1:-1], sizes[-1]))
-            for args in tries:
+            for args in tries if inst is None else []:
                 try:
                     with np.errstate(all="ignore"):
                         inst = obj(*args)
@@ -196,16 +203,15 @@ class Cs231n(Family):
         if isinstance(t.value, (tuple, list)) and len(t.value) == 2:
             probe.cost, probe.cost_fn_name = t.value[0], "loss"
         if L > 1:
-            Z1 = ref["Z1"].T
+            from gradparity.debug.families.trace import _arrays_in
+
+            arrays = [a for v in t.final_locals.values() for a in _arrays_in(v, 3)]
+            zs = [ref[f"Z{layer}"].T for layer in range(1, L)]
             for name in ("relu", "tanh", "sigmoid", "leaky_relu", "elu"):
-                g = ACTIVATION_FUNCS[name].forward(Z1)
-                for v in t.final_locals.values():
-                    a = array_of(v)
-                    if a is not None and a.shape == g.shape and np.allclose(a, g, rtol=1e-5,
-                                                                             atol=1e-8):
-                        probe.hidden_name = name
-                        break
-                if probe.hidden_name:
+                gs = [ACTIVATION_FUNCS[name].forward(z) for z in zs]
+                if any(a.shape == g.shape and fits(a, g, case.spec.dtype)
+                       for a in arrays for g in gs):
+                    probe.hidden_name = name
                     break
         return probe
 
@@ -303,13 +309,78 @@ class Cs231n(Family):
             if not np.allclose(got, want, rtol=1e-5, atol=1e-10 * float(np.abs(W).max())):
                 k = float(np.sum(got * W) / (_REG_TRY * np.sum(W * W)))
                 where = t.producer(g1)
-                return Problem(f"the L2 term: your loss adds {c:g} * reg * sum(W^2), whose "
-                               f"gradient is {2 * c:g} * reg * W{layer}; grads['W{layer}'] "
-                               f"gets {k:.4g} * reg * W{layer}", where)
+                return Problem(f"the L2 term: your loss adds {_times(c)}reg * sum(W^2), whose "
+                               f"gradient is {_times(2 * c)}reg * W{layer}; grads['W{layer}'] "
+                               f"gets {_times(k)}reg * W{layer}", where)
         return None
 
     def explain(self, diagnosis: Any, key: str, user_value: Any) -> Any:
         return translate(diagnosis, key, user_value)
+
+    def dtype(self, ctx: Context) -> str | None:
+        t = _target(ctx)
+        if t is None:
+            return None
+        kind, obj = t
+        if kind == "instance":
+            d = getattr(obj, "dtype", None)
+            try:
+                return np.dtype(d).name if d is not None else None
+            except TypeError:
+                return None
+        return class_dtype(obj) if kind == "class" else None
+
+
+_INPUT = ("input_size", "input_dim", "n_input", "d_in", "in_features")
+_HIDDEN = ("hidden_size", "hidden_dim", "n_hidden")
+_HIDDENS = ("hidden_dims", "hidden_sizes", "hidden_layers")
+_OUTPUT = ("output_size", "num_classes", "n_classes", "output_dim", "n_output")
+
+
+def _construct(cls: type, sizes: list[int]) -> Any:
+    """The class built from its parameter names (``input_dim``, ``hidden_dims``,
+    ``num_classes``...), or None."""
+    names = [n for n in param_names(cls.__init__)][1:]
+    kw: dict[str, Any] = {}
+    for n in names:
+        if n in _INPUT:
+            kw[n] = sizes[0]
+        elif n in _HIDDEN and len(sizes) == 3:
+            kw[n] = sizes[1]
+        elif n in _HIDDENS:
+            kw[n] = list(sizes[1:-1])
+        elif n in _OUTPUT:
+            kw[n] = sizes[-1]
+    if len(kw) < 2:
+        return None
+    try:
+        with np.errstate(all="ignore"):
+            return cls(**kw)
+    except Exception:  # noqa: BLE001 - the caller tries positional forms
+        return None
+
+
+def class_dtype(cls: Any) -> str | None:
+    """``float32`` when the class's ``dtype`` parameter defaults to it (cs231n's
+    FullyConnectedNet)."""
+    try:
+        p = inspect.signature(cls.__init__).parameters.get("dtype")
+    except (TypeError, ValueError):
+        return None
+    if p is None or p.default is p.empty:
+        return None
+    try:
+        name = np.dtype(p.default).name
+    except TypeError:
+        return None
+    return name if name in ("float32", "float64") else None
+
+
+def _times(c: float) -> str:
+    for nice in (0.5, 1.0, 2.0):
+        if abs(c - nice) <= 1e-4 * nice:
+            c = nice
+    return "" if c == 1.0 else f"{c:.4g} * "
 
 
 def _to_ref(key: str, v: Any) -> Any:

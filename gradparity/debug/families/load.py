@@ -154,6 +154,37 @@ def _forget_user_modules(tree: ast.Module | None) -> None:
             del sys.modules[name]
 
 
+def _relative_imports(tree: ast.Module) -> bool:
+    return any(isinstance(n, ast.ImportFrom) and n.level for n in ast.walk(tree))
+
+
+def _load_in_package(p: Path, time_limit: float) -> types.ModuleType | None:
+    """``pkg/classifiers/fc_net.py`` with ``from ..layers import *``: imported as
+    ``pkg.classifiers.fc_net`` with the folder above ``pkg`` on ``sys.path``."""
+    import importlib
+
+    p = p.resolve()
+    parts = [p.stem]
+    folder = p.parent
+    while (folder / "__init__.py").is_file():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    if len(parts) == 1:
+        return None
+    name = ".".join(parts)
+    for mod in [m for m in sys.modules if m == parts[0] or m.startswith(parts[0] + ".")]:
+        del sys.modules[mod]
+    sys.path.insert(0, str(folder))
+    try:
+        with _time_limit(time_limit), _quiet():
+            return importlib.import_module(name)
+    except (Exception, _ImportTimeout):  # noqa: BLE001 - fall back to a plain import
+        return None
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(folder))
+
+
 def load_module(path: str | Path, *, definitions_only: bool = False,
                 time_limit: float | None = None) -> Loaded:
     """Import the user's file (see the module doc).
@@ -182,6 +213,11 @@ def load_module(path: str | Path, *, definitions_only: bool = False,
         loaded = load_definitions(p, name)
         loaded.note = "definitions only (top-level code skipped, as asked)"
         return loaded
+    if tree is not None and _relative_imports(tree):
+        packaged = _load_in_package(p, time_limit)
+        if packaged is not None:
+            return Loaded(packaged, tree, "imported as part of its package (it has relative "
+                          "imports)")
     if tree is not None and all(_definition(n) for n in tree.body):
         with _quiet():
             return Loaded(load_file(p), tree)

@@ -460,7 +460,8 @@ def debug_family(
     Xa = None if X is None else np.asarray(X)
     Ya = None if Y is None else np.asarray(Y)
     if dtype is None:
-        dtype = str(Xa.dtype) if Xa is not None and str(Xa.dtype) in DTYPES else "float64"
+        dtype = (str(Xa.dtype) if Xa is not None and str(Xa.dtype) in DTYPES
+                 else family.dtype(ctx) or "float64")
     _check_choice("dtype", dtype, DTYPES)
     backends = _check_backends(backends)
     tol = _tolerance(dtype, rtol, atol)
