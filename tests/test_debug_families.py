@@ -420,3 +420,25 @@ def test_cs231n_package_module_with_relative_imports(tmp_path):
     r = debug_code(fc_net, backprop_name="FullyConnectedNet", sizes=(4, 6, 5, 3),
                    backends=NONE)
     assert "grads['W1'] gets 2 * reg * W1" in r.problems[0].text, r.report()
+
+
+def test_python2_code_is_read(tmp_path):
+    folder = _copy(tmp_path, "nielsen") / "py2"
+    r = debug_code(folder / "network_py2.py", backends=NONE)
+    assert r.passed, r.report()
+    assert "Python 2 code" in r.notes["import"]
+    p = folder / "network_py2.py"
+    text = p.read_text()
+    p.write_text(text.replace("sp = sigmoid_prime(z)", "sp = sigmoid_prime(activations[-l])"))
+    r = debug_code(p, backends=NONE)
+    assert r.first.diagnosis.code == "derivative_at_A", r.report()
+
+
+def test_missing_course_utility_module_is_supplied_and_said_so(tmp_path):
+    folder = _copy(tmp_path, "dlai_deep")
+    (folder / "dnn_helpers.py").unlink()
+    p = folder / "deep_classifier.py"
+    p.write_text(p.read_text().replace("from dnn_helpers import", "from dnn_utils_v2 import"))
+    r = debug_code(p, backends=NONE)
+    assert r.passed, r.report()
+    assert "relu_backward, sigmoid, sigmoid_backward supplied by the harness" in r.notes["import"]

@@ -72,11 +72,40 @@ def _quiet():
         yield
 
 
-def parse(path: str | Path) -> ast.Module | None:
+def parse(path: str | Path, *, py2: bool = False) -> ast.Module | None:
+    """The file's syntax tree; ``py2``: also read Python 2 code (print statements,
+    ``except E, e``), line for line."""
     try:
-        return ast.parse(Path(path).read_text(encoding="utf-8", errors="replace"))
-    except (SyntaxError, ValueError, OSError):
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
         return None
+    try:
+        return ast.parse(text)
+    except (SyntaxError, ValueError):
+        if not py2:
+            return None
+    try:
+        return ast.parse(py2_to_py3(text))
+    except (SyntaxError, ValueError):
+        return None
+
+
+_PRINT = re.compile(r"^(\s*)print\b(?!\s*\()\s*(.*?)\s*(#.*)?$")
+_EXCEPT = re.compile(r"^(\s*except\s+[\w.]+|\s*except\s*\([^)]*\))\s*,\s*(\w+)\s*:")
+
+
+def py2_to_py3(text: str) -> str:
+    """Python 2 print statements and ``except E, e:`` as Python 3, line for line (so that
+    line numbers and the source shown for them stay the file's)."""
+    out = []
+    for line in text.splitlines():
+        m = _PRINT.match(line)
+        if m and not m.group(2).startswith(("=", ".", "[")):
+            body = m.group(2).rstrip(",")
+            line = f"{m.group(1)}print({body})"
+        line = _EXCEPT.sub(r"\1 as \2:", line)
+        out.append(line)
+    return "\n".join(out) + "\n"
 
 
 def _is_literal(node: ast.AST) -> bool:
@@ -101,12 +130,13 @@ def _definition(node: ast.stmt) -> bool:
 def load_definitions(path: str | Path, name: str) -> Loaded:
     """Execute only the definitions of ``path`` (see the module doc)."""
     p = Path(path).resolve()
-    tree = parse(p)
+    tree = parse(p, py2=True)
     if tree is None:
         load_file(p)  # raises the SyntaxError as a UsageError
         raise UsageError(f"file={str(path)!r}: cannot be parsed")
     module = types.ModuleType(name)
     module.__file__ = str(p)
+    module.__dict__["xrange"] = range  # Python 2 code
     sys.modules[name] = module
     skipped: list[str] = []
     folder = str(p.parent)
@@ -123,8 +153,11 @@ def load_definitions(path: str | Path, name: str) -> Loaded:
                 line = ast.get_source_segment(p.read_text(encoding="utf-8", errors="replace"),
                                               node) or ""
                 first = line.splitlines()[0] if line else f"line {node.lineno}"
+                supplied = _supply_helpers(node, module.__dict__)
+                extra = (f"; the course's {', '.join(supplied)} supplied by the harness"
+                         if supplied else "")
                 skipped.append(f"{display_path(p)}:{node.lineno} {first.strip()} "
-                               f"({type(exc).__name__})")
+                               f"({type(exc).__name__}{extra})")
     finally:
         with contextlib.suppress(ValueError):
             sys.path.remove(folder)
@@ -132,6 +165,27 @@ def load_definitions(path: str | Path, name: str) -> Loaded:
 
 
 _N = 0
+
+
+def _supply_helpers(node: ast.stmt, namespace: dict) -> list[str]:
+    """The course helpers a missing utility module would have given (``from dnn_utils
+    import sigmoid, relu_backward``; ``from planar_utils import sigmoid``)."""
+    if not isinstance(node, ast.ImportFrom) or not node.module:
+        return []
+    from gradparity.debug.families import helpers
+
+    table = helpers.for_module(node.module)
+    out = []
+    for a in node.names:
+        if a.name in table and (a.asname or a.name) not in namespace:
+            namespace[a.asname or a.name] = table[a.name]
+            out.append(a.name)
+    if [a.name for a in node.names] == ["*"]:
+        for n, f in table.items():
+            if n not in namespace:
+                namespace[n] = f
+                out.append(n)
+    return out
 
 
 def _forget_user_modules(tree: ast.Module | None) -> None:
@@ -204,11 +258,18 @@ def load_module(path: str | Path, *, definitions_only: bool = False,
         time_limit = IMPORT_TIME_LIMIT
     os.environ.setdefault("MPLBACKEND", "Agg")  # a plt.show() at import must not block
     tree = parse(p)
-    if tree is None:
-        load_file(p)
-    _forget_user_modules(tree)
     _N += 1
     name = f"_gradparity_family_{_N}_{re.sub(r'[^0-9a-zA-Z_]', '_', p.stem)}"
+    if tree is None:
+        tree2 = parse(p, py2=True)
+        if tree2 is None:
+            load_file(p)  # raises the SyntaxError as a UsageError
+        _forget_user_modules(tree2)
+        loaded = load_definitions(p, name)
+        loaded.note = ("Python 2 code (print statements read as print() calls, xrange as "
+                       "range): only its definitions were imported")
+        return loaded
+    _forget_user_modules(tree)
     if definitions_only:
         loaded = load_definitions(p, name)
         loaded.note = "definitions only (top-level code skipped, as asked)"
