@@ -141,6 +141,10 @@ class Family:
         """The diagnosis in the family's own terms (layouts that differ)."""
         return diagnosis
 
+    def shape_reason(self, key: str, user_value: Any, expected_shape: tuple) -> str | None:
+        """A wrong shape in the family's own layout, or None (the reference's words)."""
+        return None
+
 
 # -- helpers shared by the adapters ---------------------------------------------------------
 def is_function(v: Any) -> bool:

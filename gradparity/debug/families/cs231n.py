@@ -317,6 +317,14 @@ class Cs231n(Family):
     def explain(self, diagnosis: Any, key: str, user_value: Any) -> Any:
         return translate(diagnosis, key, user_value)
 
+    def shape_reason(self, key: str, user_value: Any, expected_shape: tuple) -> str | None:
+        a = array_of(user_value)
+        if a is None or not key.startswith("dW") or len(expected_shape) != 2:
+            return None
+        want = (expected_shape[1], expected_shape[0])  # the learner's W is the transpose
+        return (f"grads['W{key[2:]}'] has shape {tuple(a.shape)} where {want}, the shape of "
+                f"W{key[2:]}, belongs")
+
     def dtype(self, ctx: Context) -> str | None:
         t = _target(ctx)
         if t is None:

@@ -527,6 +527,12 @@ def debug_family(
     for c in checks:
         if c.diagnosis is not None:
             c.diagnosis = family.explain(c.diagnosis, c.key, raw.get(c.key))
+        if c.status == "fail" and c.comparison is not None and c.comparison.shape_error:
+            E = case.parameters.get("W" + c.key[2:]) if c.quantity == "dW" else None
+            shape = E.shape if E is not None else ()
+            text = family.shape_reason(c.key, raw.get(c.key), shape)
+            if text:
+                c.reason = text
     ref, _ = _reference_values(case)
     frameworks = _framework_runs(case, ref, backends, tol)
     problems = list(out.problems) + _dtype_problems(out, case, raw)
