@@ -442,3 +442,25 @@ def test_missing_course_utility_module_is_supplied_and_said_so(tmp_path):
     r = debug_code(p, backends=NONE)
     assert r.passed, r.report()
     assert "relu_backward, sigmoid, sigmoid_backward supplied by the harness" in r.notes["import"]
+
+
+def test_deep_functions_as_staticmethods_of_a_class(tmp_path):
+    """Some learners put the course's functions in a class as staticmethods, and import the
+    activations with a star from a module that is not shipped."""
+    import re
+    import textwrap
+
+    src = (FAMILIES / "dlai_deep" / "deep_classifier.py").read_text()
+    body = src[src.index("def initialize_parameters_deep"):src.index("def L_layer_model")]
+    body = re.sub(r"^def ", "@staticmethod\ndef ", body, flags=re.M)
+    for n in ("linear_forward", "linear_activation_forward", "linear_backward",
+              "linear_activation_backward"):
+        body = re.sub(rf"(?<![\w.]){n}\(", f"NN.{n}(", body).replace(f"def NN.{n}(",
+                                                                    f"def {n}(")
+    p = tmp_path / "nn.py"
+    p.write_text("import numpy as np\nfrom NN_activations import *\n\n\nclass NN(object):\n"
+                 + textwrap.indent(body, "    ") + "\n\nlayers_dims = [5, 4, 3, 1]\n")
+    r = debug_code(p, backends=NONE)
+    assert r.passed, r.report()
+    assert r.notes["api"].startswith("deeplearning.ai L-layer")
+    assert r.spec.sizes == (5, 4, 3, 1)

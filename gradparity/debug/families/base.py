@@ -66,6 +66,19 @@ class Context:
         for n in names:
             if n in self.namespace:
                 return self.namespace[n]
+        return self._static(names)
+
+    def _static(self, names: tuple[str, ...]) -> Any:
+        """A function written as a staticmethod of a class (``NN.L_model_backward``)."""
+        import inspect
+
+        for v in list(self.names().values()):
+            if not inspect.isclass(v) or (self.module is not None and getattr(
+                    v, "__module__", None) != self.module.__name__):
+                continue
+            for n in names:
+                if isinstance(inspect.getattr_static(v, n, None), staticmethod):
+                    return getattr(v, n)
         return None
 
     def names(self) -> dict[str, Any]:

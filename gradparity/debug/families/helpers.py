@@ -5,6 +5,7 @@ import fails, and said so in the report."""
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable
 
 import numpy as np
@@ -43,11 +44,19 @@ CACHED: dict[str, Callable] = {"sigmoid": _sigmoid_cached, "relu": _relu_cached,
 PLAIN: dict[str, Callable] = {"sigmoid": _sigmoid, "relu": _relu}
 
 
-def for_module(module: str) -> dict[str, Callable]:
-    """The helpers ``module`` gives in the courses (by its name)."""
+def for_module(module: str, tree: ast.Module | None = None) -> dict[str, Callable]:
+    """The helpers ``module`` gives in the courses (by its name; for another name, by how
+    the file calls them: ``A, cache = sigmoid(Z)`` is the cached form)."""
     name = module.rsplit(".", 1)[-1].lower()
     if name.startswith("dnn"):
         return CACHED
     if name.endswith("utils") or name.startswith(("planar", "reg", "init", "gc")):
         return PLAIN
-    return {}
+    if tree is None:
+        return {}
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    cached = any(isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Tuple)
+                 and isinstance(n.value, ast.Call) and isinstance(n.value.func, ast.Name)
+                 and n.value.func.id in ("sigmoid", "relu") for n in ast.walk(tree))
+    table = CACHED if cached else PLAIN
+    return {k: v for k, v in table.items() if k in used}

@@ -153,7 +153,7 @@ def load_definitions(path: str | Path, name: str) -> Loaded:
                 line = ast.get_source_segment(p.read_text(encoding="utf-8", errors="replace"),
                                               node) or ""
                 first = line.splitlines()[0] if line else f"line {node.lineno}"
-                supplied = _supply_helpers(node, module.__dict__)
+                supplied = _supply_helpers(node, module.__dict__, tree)
                 extra = (f"; the course's {', '.join(supplied)} supplied by the harness"
                          if supplied else "")
                 skipped.append(f"{display_path(p)}:{node.lineno} {first.strip()} "
@@ -167,14 +167,15 @@ def load_definitions(path: str | Path, name: str) -> Loaded:
 _N = 0
 
 
-def _supply_helpers(node: ast.stmt, namespace: dict) -> list[str]:
+def _supply_helpers(node: ast.stmt, namespace: dict, tree: ast.Module | None = None
+                    ) -> list[str]:
     """The course helpers a missing utility module would have given (``from dnn_utils
     import sigmoid, relu_backward``; ``from planar_utils import sigmoid``)."""
     if not isinstance(node, ast.ImportFrom) or not node.module:
         return []
     from gradparity.debug.families import helpers
 
-    table = helpers.for_module(node.module)
+    table = helpers.for_module(node.module, tree)
     out = []
     for a in node.names:
         if a.name in table and (a.asname or a.name) not in namespace:
@@ -279,9 +280,6 @@ def load_module(path: str | Path, *, definitions_only: bool = False,
         if packaged is not None:
             return Loaded(packaged, tree, "imported as part of its package (it has relative "
                           "imports)")
-    if tree is not None and all(_definition(n) for n in tree.body):
-        with _quiet():
-            return Loaded(load_file(p), tree)
     why = ""
     try:
         with _time_limit(time_limit), _quiet():
