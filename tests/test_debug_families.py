@@ -464,3 +464,74 @@ def test_deep_functions_as_staticmethods_of_a_class(tmp_path):
     assert r.passed, r.report()
     assert r.notes["api"].startswith("deeplearning.ai L-layer")
     assert r.spec.sizes == (5, 4, 3, 1)
+
+
+def _nielsen_variant(tmp_path: Path, *replacements: tuple[str, str]) -> Path:
+    src = (FAMILIES / "nielsen" / "network.py").read_text()
+    src = src[:src.index("def vectorized_result")]
+    for old, new in replacements:
+        assert old in src, old
+        src = src.replace(old, new)
+    p = tmp_path / "network_variant.py"
+    p.write_text(src)
+    return p
+
+
+def test_nielsen_one_dimensional_vectors(tmp_path):
+    """Biases of shape (n,), x of shape (n0,), np.outer for nabla_w."""
+    flat = (("self.biases = [np.random.randn(y, 1) for y in sizes[1:]]",
+             "self.biases = [np.random.randn(y) for y in sizes[1:]]"),
+            ("nabla_w[-1] = np.dot(delta, activations[-2].transpose())",
+             "nabla_w[-1] = np.outer(delta, activations[-2])"),
+            ("nabla_w[-l] = np.dot(delta, activations[-l - 1].transpose())",
+             "nabla_w[-l] = np.outer(delta, activations[-l - 1])"))
+    r = debug_code(_nielsen_variant(tmp_path, *flat), backends=NONE)
+    assert r.passed, r.report()
+    p = _nielsen_variant(tmp_path, *flat, ("sp = sigmoid_prime(z)",
+                                           "sp = sigmoid_prime(activations[-l])"))
+    r = debug_code(p, backends=NONE)
+    assert r.first.key == "dW2" and r.first.diagnosis.code == "derivative_at_A", r.report()
+    assert r.first.location.source == "return sigmoid(z) * (1 - sigmoid(z))"
+
+
+COST_CLASSES = '''class QuadraticCost(object):
+
+    @staticmethod
+    def fn(a, y):
+        return 0.5 * np.linalg.norm(a - y) ** 2
+
+    @staticmethod
+    def delta(z, a, y):
+        return (a - y) * sigmoid_prime(z)
+
+
+class CrossEntropyCost(object):
+
+    @staticmethod
+    def fn(a, y):
+        return np.sum(np.nan_to_num(-y * np.log(a) - (1 - y) * np.log(1 - a)))
+
+    @staticmethod
+    def delta(z, a, y):
+        return (a - y)
+
+
+class Network(object):
+
+    def __init__(self, sizes, cost=CrossEntropyCost):
+        self.cost = cost'''
+
+
+def test_nielsen_second_version_cost_classes(tmp_path):
+    v2 = (("class Network(object):\n\n    def __init__(self, sizes):", COST_CLASSES),
+          ("delta = self.cost_derivative(activations[-1], y) * sigmoid_prime(zs[-1])",
+           "delta = (self.cost).delta(zs[-1], activations[-1], y)"))
+    r = debug_code(_nielsen_variant(tmp_path, *v2), backends=NONE)
+    assert r.passed, r.report()
+    assert r.spec.head == "sigmoid_bce" and "CrossEntropyCost.fn" in r.notes["head"]
+    p = _nielsen_variant(tmp_path, *v2, ("        return (a - y)\n",
+                                         "        return (a - y) * sigmoid_prime(z)\n"))
+    r = debug_code(p, backends=NONE)
+    assert r.first.diagnosis.code == "output_derivative_extra", r.report()
+    assert r.first.location.source == "return (a - y) * sigmoid_prime(z)"
+    assert "CrossEntropyCost" not in r.first.location.source  # the line, inside the class

@@ -150,8 +150,11 @@ def debug_code(
     Raises:
         UsageError: a bad option or file, or code of no known family.
     """
+    import linecache
+
     from gradparity.debug.session import debug_numpy
 
+    linecache.checkcache()  # source lines shown for `where` are the files' current ones
     notes: dict[str, str] = {}
     module: ModuleType | None = None
     tree = None

@@ -94,10 +94,15 @@ class Nielsen(Family):
                 raise UsageError(f"{ctx.label}: {cls.__name__}({sizes}) raised "
                                  f"{type(exc).__name__}: {exc}") from None
         L = case.spec.depth
+        old_b = getattr(net, "biases", None)
+        flat = (isinstance(old_b, (list, tuple)) and bool(old_b)
+                and array_of(old_b[0]) is not None and old_b[0].ndim == 1)
         net.weights = [np.array(case.parameters[f"W{layer}"], copy=True)
                        for layer in range(1, L + 1)]
-        net.biases = [np.array(case.parameters[f"b{layer}"], copy=True)
+        net.biases = [np.array(case.parameters[f"b{layer}"][:, 0] if flat
+                               else case.parameters[f"b{layer}"], copy=True)
                       for layer in range(1, L + 1)]
+        net.__dict__["_gradparity_flat"] = flat  # 1-D vectors: x, y and biases of shape (n,)
         if hasattr(net, "sizes"):
             net.sizes = sizes
         if hasattr(net, "num_layers"):
@@ -106,8 +111,11 @@ class Nielsen(Family):
 
     def _calls(self, net: Any, case: Case, trace_all: bool) -> list[Traced]:
         out = []
+        flat = bool(getattr(net, "_gradparity_flat", False))
         for i in range(case.m):
             x, y = case.X[:, [i]].copy(), case.Y[:, [i]].copy()
+            if flat:
+                x, y = x[:, 0], y[:, 0]
             out.append(trace_call(net.backprop, (x, y), top=type(net).backprop))
             if not out[-1].ok or not trace_all and i == 0:
                 break
@@ -133,8 +141,8 @@ class Nielsen(Family):
                                          for z, a in zip(zs_all, acts_all, strict=True)):
             for layer in range(1, L + 1):
                 try:
-                    probe.cache[f"Z{layer}"] = np.hstack([z[layer - 1] for z in zs_all])
-                    probe.cache[f"A{layer}"] = np.hstack([a[layer] for a in acts_all])
+                    probe.cache[f"Z{layer}"] = np.column_stack([z[layer - 1] for z in zs_all])
+                    probe.cache[f"A{layer}"] = np.column_stack([a[layer] for a in acts_all])
                 except ValueError:
                     probe.cache.clear()
                     break
@@ -223,6 +231,8 @@ class Nielsen(Family):
                 if any(a is None for a in arrays):
                     out.values[k] = per[layer - 1][0]
                     continue
+                if q == "db" and all(a.ndim == 1 for a in arrays):
+                    arrays = [a[:, None] for a in arrays]  # 1-D biases, as columns
                 try:
                     mean = np.mean(np.stack(arrays), axis=0).astype(arrays[0].dtype)
                 except ValueError:

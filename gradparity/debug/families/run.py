@@ -151,10 +151,8 @@ def _user_forms(v: np.ndarray, m: int) -> list[np.ndarray]:
     for s in (1.0, float(m)):
         w = v * s
         out += [w, w.T]
-        if w.ndim == 2 and w.shape[1] == 1:
-            out.append(w[:, 0])
         if w.ndim == 2:
-            out.append(w[:, :1] * (1.0 if s == 1.0 else 1.0))
+            out += [w[:, :1], w[:, 0]]  # one example's column, as a column or 1-D
     return out
 
 
@@ -238,6 +236,7 @@ def _deeper_factor(c: Check, k: str, value: np.ndarray, out: FamilyOutput, case:
         if dA is not None:
             dA = dA / factor
         cands: list[np.ndarray] = []
+        right: np.ndarray | None = None
         if code in _DERIVATIVE_CODES:
             if dA is None and layer < net.depth:
                 W = net.parameters.get(key("W", layer + 1))
@@ -253,12 +252,18 @@ def _deeper_factor(c: Check, k: str, value: np.ndarray, out: FamilyOutput, case:
                 dA = net.h.dA(Z, A_out, net.Y, m)
             if dA is not None and dA.shape == value.shape:
                 safe = np.where(dA != 0, dA, np.nan)
-                factor = value / safe
-                if np.isfinite(factor).sum() >= max(1, factor.size // 2):
-                    cands = [np.where(np.isfinite(factor), factor, 0.0)]
-        elif layer == net.depth and gprime is not None and gprime.shape == value.shape:
-            dA_user = value / gprime
-            cands = [dA_user]
+                ratio = value / safe
+                if np.isfinite(ratio).sum() >= max(1, ratio.size // 2):
+                    cands = [np.where(np.isfinite(ratio), ratio, 0.0)]
+                    right = gprime  # the derivative factor that belongs there
+        elif layer == net.depth and gprime is not None and gprime.shape == value.shape \
+                and not net.h.canonical:  # dZ = dA * out'(Z): the factor dA may be apart
+            cands = [value / gprime]
+            ref_dz = _ref_grad(case, net, key("dZ", layer))
+            right = ref_dz / gprime if ref_dz is not None else None
+    if cands and right is not None and right.shape == cands[0].shape \
+            and _fits_masked(cands[0], right, case.spec.dtype):
+        return None  # that factor is right: the slip is where the product is made
     if not cands:
         return None
     forms: list[np.ndarray] = []
