@@ -535,3 +535,16 @@ def test_nielsen_second_version_cost_classes(tmp_path):
     assert r.first.diagnosis.code == "output_derivative_extra", r.report()
     assert r.first.location.source == "return (a - y) * sigmoid_prime(z)"
     assert "CrossEntropyCost" not in r.first.location.source  # the line, inside the class
+
+
+def test_cs231n_function_with_a_model_dict(tmp_path):
+    folder = _copy(tmp_path, "cs231n") / "function"
+    p = folder / "two_layer_function.py"
+    r = debug_code(p, backends=NONE)
+    assert r.passed, r.report()
+    assert r.notes["sizes"] == "from model in your file"
+    p.write_text(p.read_text().replace("grads['b2'] = np.sum(dscores, axis=0)",
+                                       "grads['b2'] = np.sum(dscores, axis=1)"))
+    r = debug_code(p, backends=NONE)
+    assert r.first.key == "db2" and r.first.diagnosis.code == "wrong_axis_sum", r.report()
+    assert "axis=1" in r.first.location.source

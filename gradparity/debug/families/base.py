@@ -146,6 +146,10 @@ class Family:
     def run(self, ctx: Context, case: Case) -> FamilyOutput:
         raise NotImplementedError
 
+    def file_sizes(self, ctx: Context) -> tuple[tuple[int, ...], str] | None:
+        """Layer widths of a model the learner's file builds when imported."""
+        return None
+
     def dtype(self, ctx: Context) -> str | None:
         """The dtype the learner's code works in, when it fixes one."""
         return None

@@ -103,13 +103,21 @@ class Cs231n(Family):
         inst = ctx.objects.get("__instance__")
         if inst is None or not isinstance(getattr(inst, "params", None), dict):
             return None
-        Ws = sorted(((int(m.group(2)), v) for k, v in inst.params.items()
-                     if isinstance(k, str) and (m := _PARAM.match(k)) and m.group(1) == "W"),
-                    key=lambda t: t[0])
-        if not Ws or any(array_of(w) is None or w.ndim != 2 for _, w in Ws):
+        got = _param_sizes(inst.params)
+        return None if got is None else (got, f"from your {type(inst).__name__}'s params")
+
+    def file_sizes(self, ctx: Context) -> tuple[tuple[int, ...], str] | None:
+        """Sizes of a model the file builds at import (``net = TwoLayerNet(...)``,
+        ``model = init_two_layer_model(...)``)."""
+        if ctx.module is None:
             return None
-        return ((int(Ws[0][1].shape[0]), *(int(w.shape[1]) for _, w in Ws)),
-                f"from your {type(inst).__name__}'s params")
+        for name, v in vars(ctx.module).items():
+            params = getattr(v, "params", None) if not isinstance(v, dict) else v
+            if isinstance(params, dict) and not inspect.isclass(v):
+                got = _param_sizes(params)
+                if got is not None:
+                    return got, f"from {name} in your file"
+        return None
 
     # -- the learner's objects on a case ---------------------------------------------------
     def _params(self, case: Case) -> dict[str, np.ndarray]:
@@ -382,6 +390,20 @@ def class_dtype(cls: Any) -> str | None:
     except TypeError:
         return None
     return name if name in ("float32", "float64") else None
+
+
+def _param_sizes(params: dict) -> tuple[int, ...] | None:
+    Ws = sorted(((int(m.group(2)), v) for k, v in params.items()
+                 if isinstance(k, str) and (m := _PARAM.match(k)) and m.group(1) == "W"),
+                key=lambda t: t[0])
+    if not Ws or any(array_of(w) is None or w.ndim != 2 for _, w in Ws):
+        return None
+    dims = [int(Ws[0][1].shape[0])]
+    for _, w in Ws:
+        if int(w.shape[0]) != dims[-1]:
+            return None
+        dims.append(int(w.shape[1]))
+    return tuple(dims)
 
 
 def _times(c: float) -> str:

@@ -480,7 +480,9 @@ def debug_family(
     elif fixed is not None:
         chosen_sizes, notes["sizes"] = tuple(fixed[0]), fixed[1]
     else:
+        from_file = family.file_sizes(ctx)
         found = (infer.literal_sizes(ctx.tree, family.name)
+                 or (infer.SourceSizes(*from_file) if from_file else None)
                  or infer.namespace_sizes(ctx.namespace, family.name)
                  or (infer.namespace_sizes(vars(ctx.module), family.name, "file")
                      if ctx.module is not None else None))
