@@ -543,8 +543,8 @@ def test_cs231n_function_with_a_model_dict(tmp_path):
     r = debug_code(p, backends=NONE)
     assert r.passed, r.report()
     assert r.notes["sizes"] == "from model in your file"
-    p.write_text(p.read_text().replace("grads['b2'] = np.sum(dscores, axis=0)",
-                                       "grads['b2'] = np.sum(dscores, axis=1)"))
+    p.write_text(p.read_text().replace("grads['b1'] = np.sum(dhidden, axis=0)",
+                                       "grads['b1'] = np.sum(dhidden, axis=1)"))
     r = debug_code(p, backends=NONE)
-    assert r.first.key == "db2" and r.first.diagnosis.code == "wrong_axis_sum", r.report()
+    assert r.first.key == "db1" and r.first.diagnosis.code == "wrong_axis_sum", r.report()
     assert "axis=1" in r.first.location.source
