@@ -548,3 +548,14 @@ def test_cs231n_function_with_a_model_dict(tmp_path):
     r = debug_code(p, backends=NONE)
     assert r.first.key == "db1" and r.first.diagnosis.code == "wrong_axis_sum", r.report()
     assert "axis=1" in r.first.location.source
+
+
+def test_sum_over_the_units_of_a_softmax_output_is_named_from_its_shape(tmp_path):
+    """The softmax output's dZ sums to 0 over the units: only the shape tells the slip."""
+    folder = _copy(tmp_path, "cs231n") / "function"
+    p = folder / "two_layer_function.py"
+    p.write_text(p.read_text().replace("grads['b2'] = np.sum(dscores, axis=0)",
+                                       "grads['b2'] = np.sum(dscores, axis=1)"))
+    r = debug_code(p, backends=NONE)
+    assert r.first.key == "db2" and r.first.diagnosis.code == "wrong_axis_sum", r.report()
+    assert r.first.reason == "grads['b2'] has shape (8,) where (3,), the shape of b2, belongs"

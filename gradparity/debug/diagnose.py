@@ -580,6 +580,16 @@ def diagnose(
     matches = direct + hidden_fit
     if chosen is None and matches:
         chosen = matches[0]
+    if chosen is None and actual.shape != expected.shape:
+        # values too close to zero to tell apart (the softmax output's dZ summed over its
+        # units): a layout mistake that gives exactly this shape, and only one, says it
+        shaped = [c for c in structural if c.value is not None and c.value.shape == actual.shape
+                  and c.code != "transpose"]
+        codes = {c.code for c in shaped}
+        if len(codes) == 1:
+            c = shaped[0]
+            return Diagnosis(c.code, f"{c.text} (from the shape {actual.shape}: the values are "
+                             "too close to zero to tell)")
     if chosen is None:
         return _unknown(k, actual, expected, dtype)
     others: list[str] = []

@@ -327,8 +327,11 @@ class Cs231n(Family):
 
     def shape_reason(self, key: str, user_value: Any, expected_shape: tuple) -> str | None:
         a = array_of(user_value)
-        if a is None or not key.startswith("dW") or len(expected_shape) != 2:
+        if a is None or len(expected_shape) != 2:
             return None
+        if key.startswith("db"):
+            return (f"grads['b{key[2:]}'] has shape {tuple(a.shape)} where "
+                    f"({expected_shape[0]},), the shape of b{key[2:]}, belongs")
         want = (expected_shape[1], expected_shape[0])  # the learner's W is the transpose
         return (f"grads['W{key[2:]}'] has shape {tuple(a.shape)} where {want}, the shape of "
                 f"W{key[2:]}, belongs")

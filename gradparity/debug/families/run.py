@@ -535,7 +535,8 @@ def debug_family(
         if c.diagnosis is not None:
             c.diagnosis = family.explain(c.diagnosis, c.key, raw.get(c.key))
         if c.status == "fail" and c.comparison is not None and c.comparison.shape_error:
-            E = case.parameters.get("W" + c.key[2:]) if c.quantity == "dW" else None
+            E = case.parameters.get(c.quantity[1:] + c.key[2:]) if c.quantity in (
+                "dW", "db") else None
             shape = E.shape if E is not None else ()
             text = family.shape_reason(c.key, raw.get(c.key), shape)
             if text:
