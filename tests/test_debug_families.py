@@ -559,3 +559,17 @@ def test_sum_over_the_units_of_a_softmax_output_is_named_from_its_shape(tmp_path
     r = debug_code(p, backends=NONE)
     assert r.first.key == "db2" and r.first.diagnosis.code == "wrong_axis_sum", r.report()
     assert r.first.reason == "grads['b2'] has shape (8,) where (3,), the shape of b2, belongs"
+
+
+def test_seed_code_in_float32_returning_float64_is_a_dtype_finding(tmp_path):
+    """The seed's relu'(Z) is np.where(Z > 0, 1.0, 0.0): float64, whatever Z is."""
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "d.npz", X=rng.standard_normal((4, 8)).astype(np.float32),
+             Y=(rng.random((1, 8)) > 0.5).astype(np.float32))
+    seed = ROOT / "examples" / "seed_backprop.py"
+    r = debug_code(seed, data=tmp_path / "d.npz", backends=NONE)
+    assert r.spec.dtype == "float32" and r.exit_code == 1
+    drift = [q for q in r.problems if "dtype drift" in q.text]
+    assert drift and "float64" in drift[0].text, r.report()
+    assert "np.where(Z > 0, 1.0, 0.0)" in drift[0].location.source
+    assert debug_code(seed, backends=NONE).passed  # float64: nothing drifts

@@ -98,6 +98,37 @@ def _data_layout(family: Any, X: np.ndarray, Y: np.ndarray, notes: dict[str, str
     return X, Y
 
 
+def _seed_dtype_drift(result: DebugResult, target: Any, backprop_name: str | None) -> Any:
+    """The seed's backprop on the case's own cache: gradients in another dtype than the
+    case's (float32 in, float64 out) are a finding."""
+    from gradparity.debug.families.trace import trace_call
+    from gradparity.debug.result import Problem
+    from gradparity.reference.mlp import reference_gradients
+
+    bp = target if callable(target) and not isinstance(target, ModuleType) else getattr(
+        target, backprop_name or "backpropagation", None)
+    if not callable(bp):
+        return None
+    case = result.case
+    want = case.spec.dtype
+    fwd = {k: np.array(v, copy=True) for k, v in reference_gradients(case).forward.items()}
+    params = {k: np.array(v, copy=True) for k, v in case.parameters.items()}
+    t = trace_call(bp, (fwd, case.Y.copy(), params))
+    if not t.ok or not isinstance(t.value, dict):
+        return None
+    drift = sorted(k for k, v in t.value.items() if isinstance(v, np.ndarray)
+                   and v.dtype.kind == "f" and str(v.dtype) != want)
+    if not drift:
+        return None
+    got = str(t.value[drift[0]].dtype)
+    first = next((r.where for r in t.records if r.snapshot is not None
+                  and r.snapshot.dtype.kind == "f" and str(r.snapshot.dtype) != want), None)
+    return Problem(f"dtype drift: your inputs and parameters are {want} but "
+                   f"{', '.join(drift[:4])}{' ...' if len(drift) > 4 else ''} "
+                   f"{'is' if len(drift) == 1 else 'are'} {got} (the first {got} array of "
+                   "your code is made here)", first)
+
+
 def _namespace(source: Any) -> dict[str, Any]:
     """The globals the learner's function or class was defined in (a notebook's)."""
     target = source
@@ -200,12 +231,17 @@ def debug_code(
             Xd, Yd = load_data(data)
             X, Y = (X if X is not None else Xd), (Y if Y is not None else Yd)
         target = module if module is not None else source
+        if dtype is None and X is not None and np.asarray(X).dtype == np.float32:
+            dtype = "float32"  # the learner's dtype is kept
         result = debug_numpy(target, forward=forward, sizes=sizes, activation=activation,
                              head=head, loss_form=loss_form, dtype=dtype or "float64",
                              batch=batch, seed=seed, X=X, Y=Y, backends=backends, rtol=rtol,
                              atol=atol, backprop_name=backprop_name, forward_name=forward_name)
         result.notes.setdefault("api", "the seed's: backpropagation(cache, Y, parameters)")
         result.notes.update({k: v for k, v in notes.items() if k not in result.notes})
+        drift = _seed_dtype_drift(result, target, backprop_name)
+        if drift is not None:
+            result.problems.append(drift)
         return result
 
     family = resolve(api, ctx)
