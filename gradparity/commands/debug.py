@@ -1,7 +1,8 @@
 """``gradparity debug``: find the first wrong gradient of your own backprop or PyTorch model.
 
 ``gradparity debug FILE.py`` runs ``backpropagation(cache, Y, parameters)`` (and
-``forward(X, parameters)`` if the file has one) from FILE.py; ``gradparity debug --torch
+``forward(X, parameters)`` if the file has one) from FILE.py, or the learner code of another
+API family (`gradparity.debug.families`); ``gradparity debug --torch
 MODULE:ATTR`` checks an ``nn.Sequential``. Exit 0 when everything agrees, 1 otherwise, 2 on
 a usage error (one line).
 """
@@ -23,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "quantity that diverges, what it explains, and why it is wrong.")
     p.add_argument("file", nargs="?", metavar="FILE.py",
                    help="a Python file with backpropagation(cache, Y, parameters) and, "
-                   "optionally, forward(X, parameters) -> (AL, cache)")
+                   "optionally, forward(X, parameters) -> (AL, cache); or learner code of "
+                   "another API family (see --api), unchanged")
     p.add_argument("--torch", metavar="MODULE:ATTR",
                    help="an nn.Sequential to check instead: module:attr or file.py:attr "
                    "(a callable is called with no arguments)")
