@@ -573,3 +573,15 @@ def test_seed_code_in_float32_returning_float64_is_a_dtype_finding(tmp_path):
     assert drift and "float64" in drift[0].text, r.report()
     assert "np.where(Z > 0, 1.0, 0.0)" in drift[0].location.source
     assert debug_code(seed, backends=NONE).passed  # float64: nothing drifts
+
+
+def test_input_and_output_widths_from_the_learners_data_at_import(tmp_path):
+    folder = _copy(tmp_path, "dlai_2layer")
+    p = folder / "planar_classifier.py"
+    text = p.read_text().replace("    X = np.zeros((m, D))", "    X = np.zeros((m, 3))")
+    text = text.replace("X[ix] = np.c_[r * np.sin(t), r * np.cos(t)]",
+                        "X[ix] = np.c_[r * np.sin(t), r * np.cos(t), t]")
+    p.write_text(text.replace("n_h=4, num_iterations=2000", "n_h=5, num_iterations=20"))
+    r = debug_code(p, backends=NONE)
+    assert r.passed and r.spec.sizes == (3, 5, 1), r.report()
+    assert "n0 = 3, nL = 1 from your X and Y" in r.notes["sizes"]

@@ -147,6 +147,18 @@ def namespace_sizes(ns: Mapping[str, Any], family: str, where: str = "notebook"
     return None
 
 
+def data_dims(ns: Mapping[str, Any]) -> tuple[int, int] | None:
+    """(n0, nL) from the learner's column-major data in a namespace (``X, Y =
+    load_planar_dataset()``: X is (n0, m), Y is (nL, m))."""
+    for xn, yn in (("X", "Y"), ("train_X", "train_Y"), ("train_x", "train_y"),
+                   ("X_train", "Y_train")):
+        X, Y = ns.get(xn), ns.get(yn)
+        if isinstance(X, np.ndarray) and isinstance(Y, np.ndarray) and X.ndim == 2 \
+                and Y.ndim == 2 and X.shape[1] == Y.shape[1] and X.shape[1] > 1:
+            return int(X.shape[0]), int(Y.shape[0])
+    return None
+
+
 # -- activations ---------------------------------------------------------------------------
 def _forward(name: str):
     if name == "softmax":

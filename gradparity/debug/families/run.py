@@ -496,6 +496,14 @@ def debug_family(
             chosen_sizes, notes["sizes"] = tuple(base), (f"default of the family: "
                                                           f"{','.join(map(str, base))} "
                                                           "(--sizes to change)")
+    if Xa is None and sizes is None and fixed is None and not getattr(family, "row_major",
+                                                                        False):
+        dims = infer.data_dims({**(vars(ctx.module) if ctx.module is not None else {}),
+                                **ctx.namespace})
+        if dims is not None and (dims[0] != chosen_sizes[0] or dims[1] != chosen_sizes[-1]) \
+                and notes["sizes"].startswith(("default", "hidden width")):
+            chosen_sizes = (dims[0], *chosen_sizes[1:-1], dims[1])
+            notes["sizes"] += f"; n0 = {dims[0]}, nL = {dims[1]} from your X and Y"
     if Xa is not None:
         n0 = Xa.shape[0]
         if n0 != chosen_sizes[0]:
