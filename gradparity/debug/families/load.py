@@ -23,7 +23,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gradparity.debug.user_code import display_path, innermost_user_frame, load_file
+from gradparity.debug.user_code import display_path, load_file
 from gradparity.errors import UsageError
 
 #: Seconds a file's import may take before its top-level code is skipped.
@@ -297,7 +297,3 @@ def load_module(path: str | Path, *, definitions_only: bool = False,
     loaded.note = why
     return loaded
 
-
-def first_user_line(exc: BaseException) -> str:
-    loc = innermost_user_frame(exc.__traceback__)
-    return loc.short if loc else ""

@@ -288,20 +288,18 @@ def _fits_masked(a: np.ndarray, b: np.ndarray, dtype: str) -> bool:
     return fits(a[mask], b[mask], dtype)
 
 
-_REF_CACHE: dict[int, dict[str, np.ndarray]] = {}
+def _reference(case: Case):
+    from gradparity.reference.mlp import reference_gradients
+
+    return reference_gradients(case)
 
 
 def _ref_forward(case: Case, layer: int) -> np.ndarray | None:
-    from gradparity.reference.mlp import reference_gradients
-
-    ref = reference_gradients(case)
-    return ref.forward.get(key("Z", layer))
+    return _reference(case).forward.get(key("Z", layer))
 
 
 def _ref_grad(case: Case, net: Net, k: str) -> np.ndarray | None:
-    from gradparity.reference.mlp import reference_gradients
-
-    return reference_gradients(case).grads.get(k)
+    return _reference(case).grads.get(k)
 
 
 # -- the session ---------------------------------------------------------------------------

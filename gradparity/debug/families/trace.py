@@ -170,6 +170,7 @@ class Traced:
                                                                       bool]) -> Location | None:
         """The first line that made an array equal (``fits``) to one of ``candidates``."""
         cands = [np.asarray(c) for c in candidates if c is not None]
+        cands = [c for c in cands if c.size and np.any(c)]  # zeros are everywhere
         for r in self.records:
             s = r.snapshot
             if s is None or s.dtype.kind not in "fiub":
