@@ -585,3 +585,13 @@ def test_input_and_output_widths_from_the_learners_data_at_import(tmp_path):
     r = debug_code(p, backends=NONE)
     assert r.passed and r.spec.sizes == (3, 5, 1), r.report()
     assert "n0 = 3, nL = 1 from your X and Y" in r.notes["sizes"]
+
+
+def test_seed_file_with_a_guessed_activation_prints_the_flags(tmp_path):
+    seed = (ROOT / "examples" / "seed_backprop.py").read_text()
+    p = tmp_path / "tanh_seed.py"
+    p.write_text(seed.replace("return np.where(Z > 0, 1.0, 0.0)", "return 1 - np.tanh(Z) ** 2")
+                 .replace("return np.maximum(0, Z)", "return np.tanh(Z)"))
+    r = debug_code(p, backends=NONE)
+    assert "Try: --sizes 4,5,5,1 --activation tanh --head sigmoid_bce" in r.problems[0].text
+    assert debug_code(p, activation="tanh", backends=NONE).passed

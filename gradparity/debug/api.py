@@ -98,6 +98,49 @@ def _data_layout(family: Any, X: np.ndarray, Y: np.ndarray, notes: dict[str, str
     return X, Y
 
 
+def _seed_suggestion(result: DebugResult, target: Any, forward: Any, activation: str | None,
+                     head: str | None, loss_form: str | None, batch: int | None, seed: int,
+                     X: Any, Y: Any, rtol: float | None, atol: float | None,
+                     backprop_name: str | None, forward_name: str | None) -> Any:
+    """Most quantities fail (or a guessed activation/head is contradicted): the setup under
+    which the learner's code agrees best, as flags."""
+    from gradparity.debug.result import Problem
+    from gradparity.debug.session import debug_numpy
+    from gradparity.spec import HEADS
+
+    spec = result.spec
+    now = len(result.findings)
+    best: tuple[int, str, str] | None = None
+    heads = [h for h in ("sigmoid_bce", "sigmoid_mse", "linear_mse", "softmax_ce", "tanh_mse")
+             if HEADS[h].min_outputs <= spec.sizes[-1]]
+    for a in ("relu", "tanh", "sigmoid", "leaky_relu", "identity") if activation is None \
+            else (activation,):
+        for h in heads if head is None else (head,):
+            if (a, h) == (spec.activation, spec.head):
+                continue
+            try:
+                r = debug_numpy(target, forward=forward, sizes=spec.sizes, activation=a,
+                                head=h, loss_form=loss_form, dtype=spec.dtype, batch=batch,
+                                seed=seed, X=X, Y=Y, backends=(), rtol=rtol, atol=atol,
+                                backprop_name=backprop_name, forward_name=forward_name)
+            except Exception:  # noqa: BLE001 - a setup the learner's code cannot run
+                continue
+            n = len(r.findings) + len(r.problems)
+            if best is None or n < best[0]:
+                best = (n, a, h)
+    if best is None or best[0] >= now:
+        return None
+    flags = f"--sizes {','.join(map(str, spec.sizes))}"
+    if activation is None and spec.depth > 1:
+        flags += f" --activation {best[1]}"
+    if head is None:
+        flags += f" --head {best[2]}"
+    tail = ("; your code agrees with the reference there" if best[0] == 0
+            else f"; {best[0]} finding(s) remain there")
+    return Problem("the network setup is probably wrong (guessed, or most quantities fail in "
+                   f"a way no single slip explains). Try: {flags}{tail}")
+
+
 def _seed_dtype_drift(result: DebugResult, target: Any, backprop_name: str | None) -> Any:
     """The seed's backprop on the case's own cache: gradients in another dtype than the
     case's (float32 in, float64 out) are a finding."""
@@ -242,6 +285,14 @@ def debug_code(
         drift = _seed_dtype_drift(result, target, backprop_name)
         if drift is not None:
             result.problems.append(drift)
+        from gradparity.debug.families.run import _wrong_setup
+
+        if _wrong_setup(result.checks, result.notes):
+            hint = _seed_suggestion(result, target, forward, activation, head, loss_form,
+                                    batch, seed, X, Y, rtol, atol, backprop_name,
+                                    forward_name)
+            if hint is not None:
+                result.problems.insert(0, hint)
         return result
 
     family = resolve(api, ctx)
