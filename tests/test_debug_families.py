@@ -426,7 +426,7 @@ def test_python2_code_is_read(tmp_path):
     folder = _copy(tmp_path, "nielsen") / "py2"
     r = debug_code(folder / "network_py2.py", backends=NONE)
     assert r.passed, r.report()
-    assert "Python 2 code" in r.notes["import"]
+    assert "Python 2 print statements" in r.notes["import"]
     p = folder / "network_py2.py"
     text = p.read_text()
     p.write_text(text.replace("sp = sigmoid_prime(z)", "sp = sigmoid_prime(activations[-l])"))
@@ -595,3 +595,12 @@ def test_seed_file_with_a_guessed_activation_prints_the_flags(tmp_path):
     r = debug_code(p, backends=NONE)
     assert "Try: --sizes 4,5,5,1 --activation tanh --head sigmoid_bce" in r.problems[0].text
     assert debug_code(p, activation="tanh", backends=NONE).passed
+
+
+def test_exported_notebook_with_magic_lines(tmp_path):
+    folder = _copy(tmp_path, "dlai_2layer")
+    p = folder / "planar_classifier.py"
+    p.write_text("%matplotlib inline\n!pip list\n" + p.read_text())
+    r = debug_code(p, backends=NONE)
+    assert r.passed, r.report()
+    assert "IPython % or ! lines" in r.notes["import"]

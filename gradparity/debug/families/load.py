@@ -91,14 +91,20 @@ def parse(path: str | Path, *, py2: bool = False) -> ast.Module | None:
 
 
 _PRINT = re.compile(r"^(\s*)print\b(?!\s*\()\s*(.*?)\s*(#.*)?$")
+_MAGIC = re.compile(r"^(\s*)[%!]")
 _EXCEPT = re.compile(r"^(\s*except\s+[\w.]+|\s*except\s*\([^)]*\))\s*,\s*(\w+)\s*:")
 
 
 def py2_to_py3(text: str) -> str:
-    """Python 2 print statements and ``except E, e:`` as Python 3, line for line (so that
-    line numbers and the source shown for them stay the file's)."""
+    """Python 2 print statements and ``except E, e:`` as Python 3, IPython magics and shell
+    lines (``%matplotlib inline``) as ``pass``, line for line (so that line numbers and the
+    source shown for them stay the file's)."""
     out = []
     for line in text.splitlines():
+        magic = _MAGIC.match(line)
+        if magic:  # an IPython magic or shell line of an exported notebook
+            out.append(f"{magic.group(1)}pass")
+            continue
         m = _PRINT.match(line)
         if m and not m.group(2).startswith(("=", ".", "[")):
             body = m.group(2).rstrip(",")
@@ -267,8 +273,9 @@ def load_module(path: str | Path, *, definitions_only: bool = False,
             load_file(p)  # raises the SyntaxError as a UsageError
         _forget_user_modules(tree2)
         loaded = load_definitions(p, name)
-        loaded.note = ("Python 2 code (print statements read as print() calls, xrange as "
-                       "range): only its definitions were imported")
+        loaded.note = ("not Python 3 as it is (Python 2 print statements, IPython % or ! "
+                       "lines): read line for line with those as Python 3, only its "
+                       "definitions imported")
         return loaded
     _forget_user_modules(tree)
     if definitions_only:
