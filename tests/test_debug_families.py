@@ -604,3 +604,41 @@ def test_exported_notebook_with_magic_lines(tmp_path):
     r = debug_code(p, backends=NONE)
     assert r.passed, r.report()
     assert "IPython % or ! lines" in r.notes["import"]
+
+
+# family -> (file, old, new, first finding, its status, text of the error or problem)
+BROKEN = {
+    "deep_returns_none": ("dlai_deep", "deep_classifier.py", "    return grads\n\n\ndef update",
+                          "    return None\n\n\ndef update", None, None,
+                          "missing `return grads`?"),
+    "deep_forward_returns_AL_only": ("dlai_deep", "deep_classifier.py",
+                                     "    return AL, caches", "    return AL", None, None,
+                                     "not (AL, caches)"),
+    "two_layer_grads_without_db2": ("dlai_2layer", "planar_classifier.py", '"db2": db2}', "}",
+                                    "db2", "error", "db2 is missing from your grads"),
+    "nielsen_raises_in_layer_2": ("nielsen", "network.py", "            sp = sigmoid_prime(z)",
+                                  "            sp = sigmoid_prime(z)\n"
+                                  "            raise RuntimeError('x')", "dW2", "error",
+                                  "your backprop raised RuntimeError: x"),
+    "cs231n_assert_after_layer_2": ("cs231n", "neural_net.py",
+                                    "        dhidden[hidden <= 0] = 0",
+                                    "        dhidden[hidden <= 0] = 0\n"
+                                    "        assert dhidden.shape == (1, 2)", "dW1", "error",
+                                    "your loss raised AssertionError"),
+    "cs231n_nan": ("cs231n", "neural_net.py", "        dscores /= N", "        dscores /= 0",
+                   "dW2", "fail", "NaN or inf"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_broken_learner_code_is_a_finding_not_a_crash(name, tmp_path):
+    family, file, old, new, key, status, text = BROKEN[name]
+    r = debug_code(_mutate(tmp_path, family, file, old, new), backends=NONE)
+    assert r.exit_code == 1
+    if key is None:
+        assert text in r.problems[0].text, r.report()
+        return
+    assert r.first.key == key and r.first.status == status, r.report()
+    assert text in (r.first.reason + (r.first.diagnosis.text if r.first.diagnosis else ""))
+    assert not any("setup is probably wrong" in p.text for p in r.problems)
+    assert [c.key for c in r.findings][:1] == [key]

@@ -128,7 +128,7 @@ def _seed_suggestion(result: DebugResult, target: Any, forward: Any, activation:
             n = len(r.findings) + len(r.problems)
             if best is None or n < best[0]:
                 best = (n, a, h)
-    if best is None or best[0] >= now:
+    if best is None or best[0] >= now or best[0] > 0:
         return None
     flags = f"--sizes {','.join(map(str, spec.sizes))}"
     if activation is None and spec.depth > 1:

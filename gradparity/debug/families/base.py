@@ -253,14 +253,17 @@ def exception_quantity(traced: Traced, order: list[str], have: Mapping[str, Any]
 
 
 def exception_outcome(traced: Traced, order: list[str], have: Mapping[str, Any],
-                      weights: Mapping[int, np.ndarray], what: str
+                      weights: Mapping[int, np.ndarray], what: str,
+                      required: set[str] | None = None
                       ) -> tuple[dict[str, tuple[str, Location | None]], dict[str, str]]:
-    """Errors and not-computed quantities when the learner's ``what`` raised."""
+    """Errors and not-computed quantities when the learner's ``what`` raised: the quantity
+    the failing line computes, else the first required one not yet computed."""
     assert traced.raised is not None
     exc = traced.raised
     at = exception_quantity(traced, order, have, weights)
     if at is None:
-        at = next((k for k in order if k not in have), order[-1])
+        at = next((k for k in order if k not in have and (required is None or k in required)),
+                  None) or next((k for k in order if k not in have), order[-1])
     errors = {at: (f"your {what} raised {exc.text}", exc.location)}
     return errors, {k: f"not computed: your {what} raised at {at}" for k in order
                     if k != at and k not in have}

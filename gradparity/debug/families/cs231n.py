@@ -237,7 +237,15 @@ class Cs231n(Family):
         order = walk_order(L, forward=False, output_dA=False, input_dA=False)
         out.required = {f"{q}{layer}" for layer in range(1, L + 1) for q in ("dW", "db")}
         if not t.ok:
-            errors, nc = exception_outcome(t, order, {}, weights, "loss")
+            partial = next((v for v in t.exc_locals.values() if isinstance(v, dict)
+                            and any(isinstance(k, str) and _PARAM.match(k) for k in v)), {})
+            have = {f"d{m.group(1)}{m.group(2)}": v for k, v in partial.items()
+                    if isinstance(k, str) and (m := _PARAM.match(k))}
+            errors, nc = exception_outcome(t, order, have, weights, "loss", out.required)
+            for k, v in have.items():  # what the loss had computed before it raised
+                if k in order and k not in errors:
+                    out.objects[k] = v
+                    out.values[k] = _to_ref(k, v)
             if t.raised is not None and t.raised.key:
                 m = _PARAM.match(t.raised.key)
                 if m:
@@ -310,7 +318,8 @@ class Cs231n(Family):
         for layer, W in enumerate(Ws, start=1):
             g0, g1 = grads0.get(f"W{layer}"), t.value[1].get(f"W{layer}")
             if array_of(g0) is None or array_of(g1) is None or g0.shape != W.shape \
-                    or g1.shape != W.shape:
+                    or g1.shape != W.shape or not (np.isfinite(g0).all()
+                                                   and np.isfinite(g1).all()):
                 continue
             got = np.asarray(g1, dtype=np.float64) - np.asarray(g0, dtype=np.float64)
             want = 2.0 * c * _REG_TRY * W

@@ -225,7 +225,7 @@ class DlaiTwoLayer(Family):
                 out.values[k] = v
         for name, v in b.final_locals.items():  # dZ2, dZ1 computed on the way
             k = grad_key(name)
-            if k is not None and k in order and k not in out.values \
+            if k is not None and k in order and k not in out.values and k[:2] in ("dZ", "dA") \
                     and array_of(v) is not None:
                 out.values[k] = v
         for k, v in out.values.items():

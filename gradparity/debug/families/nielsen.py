@@ -190,7 +190,16 @@ class Nielsen(Family):
         out.notes["forward"] = "yours (inside backprop)"
         last = calls[-1]
         if not last.ok:
-            errors, nc = exception_outcome(last, order, {}, weights, "backprop")
+            have = {}
+            for q, name in (("dW", "nabla_w"), ("db", "nabla_b")):
+                lst = last.exc_locals.get(name)
+                if isinstance(lst, list) and len(lst) == L:
+                    have.update({f"{q}{i + 1}": a for i, a in enumerate(lst)
+                                 if array_of(a) is not None and np.any(a)})
+            errors, nc = exception_outcome(last, order, have, weights, "backprop",
+                                           out.required)
+            nc.update({k: "not checked: your backprop raised before returning it"
+                       for k in have if k not in errors})
             if len(calls) > 1:
                 errors = {k: (f"{msg} (example {len(calls) - 1})", loc)
                           for k, (msg, loc) in errors.items()}

@@ -410,6 +410,8 @@ def _missing_layer(out: FamilyOutput, case: Case, notes: Mapping[str, str]
 def _wrong_setup(checks: list[Check], notes: Mapping[str, str] | None = None) -> bool:
     """Most quantities fail with no single cause, or a guessed activation or head is what
     the findings contradict."""
+    if any(c.is_finding and "NaN or inf" in c.reason for c in checks):
+        return False  # a NaN is a bug of its own, whatever the setup
     for what, codes in _GUESS_CODES.items():
         if notes is not None and notes.get(what, "").startswith("default"):
             if any(c.diagnosis is not None and c.diagnosis.code.split("+")[0] in codes
@@ -554,7 +556,12 @@ def debug_family(
     if more is not None:
         problems.insert(0, more)
     if suggest and _wrong_setup(checks, notes):
-        hint = _suggest(family, ctx, case, out, tol, activation, head, loss_form)
+        read = {w: notes.get(w, "") for w in ("activation", "head")}
+        fixed_act = activation or (case.spec.activation if not read["activation"].startswith(
+            "default") else None)
+        fixed_head = head or (case.spec.head if not read["head"].startswith("default")
+                              else None)
+        hint = _suggest(family, ctx, case, out, tol, fixed_act, fixed_head, loss_form)
         if hint is not None:
             problems.insert(0, hint)
     return DebugResult("numpy", ctx.label, case.spec, case, checks, convention, frameworks,
@@ -587,8 +594,8 @@ def _suggest(family: Family, ctx: Context, case: Case, out: FamilyOutput, tol,
                 n_bad = bad
             if best is None or bad < best[0]:
                 best = (bad, a, h)
-    if best is None or (n_bad is not None and best[0] >= n_bad):
-        return None
+    if best is None or (n_bad is not None and best[0] >= n_bad) or best[0] > 0:
+        return None  # no other setup makes the code agree: its findings are real
     flags = f"--sizes {','.join(map(str, spec.sizes))}"
     if activation is None and spec.depth > 1:
         flags += f" --activation {best[1]}"
