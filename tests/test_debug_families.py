@@ -642,3 +642,12 @@ def test_broken_learner_code_is_a_finding_not_a_crash(name, tmp_path):
     assert text in (r.first.reason + (r.first.diagnosis.text if r.first.diagnosis else ""))
     assert not any("setup is probably wrong" in p.text for p in r.problems)
     assert [c.key for c in r.findings][:1] == [key]
+
+
+def test_backprop_flag_naming_a_family_function_uses_the_family(tmp_path, capsys):
+    folder = _copy(tmp_path, "dlai_deep")
+    code = main(["debug", str(folder / "deep_classifier.py"), "--backprop", "L_model_backward",
+                 "--backends", "none"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "deeplearning.ai L-layer" in out

@@ -172,6 +172,17 @@ def _seed_dtype_drift(result: DebugResult, target: Any, backprop_name: str | Non
                    "your code is made here)", first)
 
 
+_FAMILY_FUNCTIONS = ("L_model_backward", "backward_propagation", "loss", "two_layer_net")
+
+
+def _seed_like(func: Any) -> bool:
+    """``backpropagation(cache, Y, parameters)``-shaped: the seed's call works."""
+    from gradparity.debug.families.base import param_names
+
+    names = [n.lower() for n in param_names(func)]
+    return len(names) >= 3 and "cache" in names[0] and names[1] == "y" and "param" in names[2]
+
+
 def _namespace(source: Any) -> dict[str, Any]:
     """The globals the learner's function or class was defined in (a notebook's)."""
     target = source
@@ -262,7 +273,9 @@ def debug_code(
             ctx.objects[getattr(cost, "__name__", "compute_cost")] = cost
 
     named = ctx.get(backprop_name) if backprop_name else None
-    if named is not None and (inspect.isclass(named) or api not in (None, "seed")):
+    if named is not None and (inspect.isclass(named) or api not in (None, "seed")
+                              or (api is None and not _seed_like(named)
+                                  and backprop_name in _FAMILY_FUNCTIONS)):
         ctx.objects[backprop_name] = named  # a family's class or function, by name
         backprop_name = None
     seed_code = (backprop_name is not None or api == "seed"
