@@ -651,3 +651,14 @@ def test_backprop_flag_naming_a_family_function_uses_the_family(tmp_path, capsys
     out = capsys.readouterr().out
     assert code == 0, out
     assert "deeplearning.ai L-layer" in out
+
+
+def test_every_constant_factor_diagnosis_reads_as_a_sentence():
+    from gradparity.debug.diagnose import _scales
+
+    for m in (2, 8):
+        for _factor, _code, text, short in _scales(m):
+            sentence = f"dZ3 is {text}"
+            assert " is the sign is " not in sentence and " is is " not in sentence
+            assert text.split(":")[0].endswith(("value", "value)")), text
+            assert not short.endswith(("too small", "too large")), short

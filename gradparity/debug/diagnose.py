@@ -132,29 +132,29 @@ def _scales(m: int) -> list[tuple[float, str, str, str]]:
     raw = [
         (float(m), "missing_1_over_m",
          f"m = {m} times the true value: the 1/m average is missing",
-         "m times too large (the 1/m is missing)"),
+         "m times as large (the 1/m is missing)"),
         (1.0 / m, "extra_1_over_m",
          f"1/m = 1/{m} of the true value: the 1/m average is applied twice",
-         "1/m too small (the 1/m is applied twice)"),
+         "1/m as large (the 1/m is applied twice)"),
         (2.0, "factor_2",
          "twice the true value: a stray factor 2 (e.g. the squared error's derivative "
-         "without its 1/2)", "twice too large"),
-        (0.5, "factor_half", "half the true value: a stray factor 1/2", "half too small"),
+         "without its 1/2)", "twice as large"),
+        (0.5, "factor_half", "half the true value: a stray factor 1/2", "half as large"),
         (-1.0, "sign_flip", "the negative of the true value: the sign is flipped (e.g. Y - A "
          "where A - Y belongs)",
          "with the sign flipped"),
         (-float(m), "sign_flip+missing_1_over_m",
          f"-m = -{m} times the true value: the sign is flipped and the 1/m is missing",
-         "with the sign flipped and m times too large"),
+         "with the sign flipped and m times as large"),
         (-1.0 / m, "sign_flip+extra_1_over_m",
          "-1/m of the true value: the sign is flipped and the 1/m is applied twice",
-         "with the sign flipped and 1/m too small"),
+         "with the sign flipped and 1/m as large"),
         (float(m * m), "missing_1_over_m_twice",
          f"m^2 = {m * m} times the true value: the 1/m is missing twice",
-         "m^2 times too large"),
+         "m^2 times as large"),
         (1.0 / (m * m), "extra_1_over_m_twice",
          "1/m^2 of the true value: the 1/m is applied three times",
-         "1/m^2 too small"),
+         "1/m^2 as large"),
     ]
     out: dict[float, tuple[float, str, str, str]] = {}
     for k, code, text, short in raw:
