@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import io
 import linecache
+import re
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -258,8 +259,8 @@ class _Tracer:
 
 
 def trace_call(func: Callable, args: tuple = (), kwargs: dict | None = None, *,
-               top: Callable | None = None, pattern=None, order: list[str] | None = None
-               ) -> Traced:
+               top: Callable | None = None, pattern: re.Pattern | None = None,
+               order: list[str] | None = None) -> Traced:
     """Call ``func(*args, **kwargs)`` under the array trace; the user's exceptions become
     `Traced.raised` (KeyboardInterrupt excepted); printed output is captured."""
     tracer = _Tracer(top if top is not None else func)
