@@ -662,3 +662,14 @@ def test_every_constant_factor_diagnosis_reads_as_a_sentence():
             assert " is the sign is " not in sentence and " is is " not in sentence
             assert text.split(":")[0].endswith(("value", "value)")), text
             assert not short.endswith(("too small", "too large")), short
+
+
+def test_large_learner_data_uses_its_first_examples(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((2, 300))
+    np.savez(tmp_path / "big.npz", X=X, Y=(X[:1] > 0).astype(float))
+    p = _copy(tmp_path, "dlai_2layer") / "planar_classifier.py"
+    r = debug_code(p, data=tmp_path / "big.npz", backends=NONE)
+    assert r.passed and r.case.m == 256 and np.array_equal(r.case.X, X[:, :256])
+    assert "the first 256 of your 300 examples" in r.notes["data"]
+    assert debug_code(p, data=tmp_path / "big.npz", batch=12, backends=NONE).case.m == 12

@@ -32,6 +32,9 @@ from gradparity.errors import UsageError
 from gradparity.reference.activations import ACTIVATION_FUNCS
 from gradparity.spec import HEADS, Spec
 
+#: Examples of the learner's data a session uses by default (--batch to change).
+DATA_EXAMPLES = 256
+
 _DERIVATIVE_CODES = ("derivative_at_A", "derivative_wrong_layer", "wrong_activation_derivative",
                      "activation_not_derivative", "a_form_at_z", "other_a_form",
                      "output_derivative_at_hidden", "hidden_derivative_at_output")
@@ -464,6 +467,14 @@ def debug_family(
     _check_choice("head", head, tuple(HEADS))
     Xa = None if X is None else np.asarray(X)
     Ya = None if Y is None else np.asarray(Y)
+    if Xa is not None and Ya is not None:
+        n = Xa.shape[1]
+        keep = min(n, batch if batch is not None else DATA_EXAMPLES)
+        if keep < n:
+            Xa, Ya = Xa[:, :keep], Ya[:, :keep]
+            notes["data"] = notes.get("data", "yours") + (
+                f"; the first {keep} of your {n} examples" + ("" if batch is not None
+                                                             else " (--batch to change)"))
     if dtype is None:
         dtype = (str(Xa.dtype) if Xa is not None and str(Xa.dtype) in DTYPES
                  else family.dtype(ctx) or "float64")
