@@ -673,3 +673,19 @@ def test_large_learner_data_uses_its_first_examples(tmp_path):
     assert r.passed and r.case.m == 256 and np.array_equal(r.case.X, X[:, :256])
     assert "the first 256 of your 300 examples" in r.notes["data"]
     assert debug_code(p, data=tmp_path / "big.npz", batch=12, backends=NONE).case.m == 12
+
+
+def test_functions_found_by_role_under_other_names(tmp_path):
+    folder = _copy(tmp_path, "dlai_2layer")
+    p = folder / "planar_classifier.py"
+    text = p.read_text().replace("backward_propagation", "back_prop")
+    p.write_text(text.replace("forward_propagation", "forward_prop")
+                 .replace("compute_cost", "cost_fn"))
+    r = debug_code(p, backends=NONE)
+    assert r.passed and r.notes["api"].startswith("deeplearning.ai 2-layer"), r.report()
+    assert "cost_fn" in r.notes["head"]
+    folder = _copy(tmp_path / "deep", "dlai_deep")
+    p = folder / "deep_classifier.py"
+    p.write_text(p.read_text().replace("L_model_backward", "l_model_backward"))
+    r = debug_code(p, backends=NONE)
+    assert r.passed and r.notes["api"].startswith("deeplearning.ai L-layer"), r.report()

@@ -191,6 +191,37 @@ def required_count(func: Callable) -> int:
         return 0
 
 
+_HELPER_WORDS = ("linear", "relu", "sigmoid", "tanh", "softmax", "activation", "update",
+                 "test", "check", "predict", "dropout", "norm")
+
+
+def find_role(ctx: Context, exact: tuple[str, ...], words: tuple[str, ...],
+              params: tuple[str, ...] = ()) -> tuple[str, Callable] | None:
+    """The learner's function for one role: one of the ``exact`` names (any case), else a
+    function whose name has one of ``words`` (and none of the helpers' words) and whose
+    parameter names include each of ``params`` (substrings, any case)."""
+    for n in exact:
+        f = ctx.get(n)
+        if is_function(f):
+            return n, f
+    pool = ctx.names()
+    pool.update({k: v for k, v in ctx.namespace.items() if k not in pool})
+    low = {n.lower(): n for n in exact}
+    for name, f in pool.items():
+        if isinstance(name, str) and name.lower() in low and is_function(f):
+            return name, f
+    for name, f in pool.items():
+        if not isinstance(name, str) or not is_function(f) or name.startswith("_"):
+            continue
+        lname = name.lower()
+        if not any(w in lname for w in words) or any(w in lname for w in _HELPER_WORDS):
+            continue
+        names = [p.lower() for p in param_names(f)]
+        if all(any(want in p for p in names) for want in params):
+            return name, f
+    return None
+
+
 def array_of(v: Any) -> np.ndarray | None:
     if isinstance(v, np.ndarray) and v.dtype.kind in "fiub":
         return v

@@ -27,6 +27,7 @@ from gradparity.debug.families.base import (
     dtype_of,
     exception_outcome,
     exception_value,
+    find_role,
     grad_key,
     is_function,
     param_names,
@@ -83,23 +84,41 @@ class DlaiTwoLayer(Family):
     default_head = "sigmoid_bce"
     default_sizes = (2, 4, 1)
 
+    @staticmethod
+    def backward(ctx: Context) -> tuple[str, Any] | None:
+        return find_role(ctx, ("backward_propagation",), ("backward", "back_prop", "backprop"),
+                         ("cache",))
+
+    @staticmethod
+    def forward(ctx: Context) -> tuple[str, Any] | None:
+        return find_role(ctx, ("forward_propagation",), ("forward", "forward_prop"),
+                         ("x", "param"))
+
+    @staticmethod
+    def cost(ctx: Context) -> tuple[str, Any] | None:
+        return find_role(ctx, ("compute_cost",), ("cost", "loss"), ("y",))
+
     def score(self, ctx: Context) -> int:
-        bp = ctx.get("backward_propagation")
-        if not is_function(bp):
+        found = self.backward(ctx)
+        if found is None:
             return 0
+        name, bp = found
         names = [n.lower() for n in param_names(bp)]
-        s = 5
+        s = 5 if name == "backward_propagation" else 3
         if any("param" in n for n in names) and any("cache" in n for n in names):
             s += 5
-        if is_function(ctx.get("forward_propagation")):
+        elif any("cache" in n for n in names) and any(n in ("x", "y") for n in names):
+            s += 3
+        if self.forward(ctx) is not None:
             s += 2
         return s
 
     # -- forward ---------------------------------------------------------------------------
     def _forward(self, ctx: Context, case: Case):
-        fwd = ctx.get("forward_propagation")
-        if not is_function(fwd):
+        found = self.forward(ctx)
+        if found is None:
             return None, None
+        fwd = found[1]
         args, _ = call_by_names(fwd, {"X": case.X.copy(), "parameters": copy_params(case)},
                                 ["X", "parameters"])
         t = trace_call(fwd, tuple(args))
@@ -141,14 +160,15 @@ class DlaiTwoLayer(Family):
         AL = t.value[0] if isinstance(t.value, (tuple, list)) else cache.get(f"A{L}")
         if array_of(AL) is not None:
             probe.cache.setdefault(f"A{L}", AL)
-        cost = ctx.get("compute_cost")
+        found_cost = self.cost(ctx)
+        cost = found_cost[1] if found_cost else None
         if is_function(cost) and array_of(AL) is not None:
             args, _ = call_by_names(cost, {"AL": np.array(AL, copy=True), "Y": case.Y.copy(),
                                            "parameters": copy_params(case)},
                                     ["AL", "Y", "parameters"])
             c = trace_call(cost, tuple(args))
             if c.ok:
-                probe.cost, probe.cost_fn_name = c.value, "compute_cost"
+                probe.cost, probe.cost_fn_name = c.value, found_cost[0]
         return probe
 
     # -- run -------------------------------------------------------------------------------
@@ -190,7 +210,7 @@ class DlaiTwoLayer(Family):
                 out.notes["forward"] = "the harness's (no forward_propagation in your code)"
         else:
             out.notes["forward"] = "yours (forward_propagation)"
-        bp = ctx.get("backward_propagation")
+        bp = self.backward(ctx)[1]
         values = {"parameters": copy_params(case), "cache": cache, "X": case.X.copy(),
                   "Y": case.Y.copy()}
         args, _ = call_by_names(bp, values, ["parameters", "cache", "X", "Y"])

@@ -33,6 +33,7 @@ from gradparity.debug.families.base import (
     dtype_of,
     exception_outcome,
     exception_value,
+    find_role,
     is_function,
 )
 from gradparity.debug.families.dlai_2layer import call_by_names, copy_params
@@ -79,19 +80,30 @@ class DlaiDeep(Family):
     default_head = "sigmoid_bce"
     default_sizes = (4, 5, 5, 1)
 
+    @staticmethod
+    def backward(ctx: Context) -> tuple[str, Any] | None:
+        return find_role(ctx, ("L_model_backward", "L_model_backprop", "L_layer_backward"),
+                         ("model_backward", "l_backward", "deep_backward"), ("cache",))
+
+    @staticmethod
+    def forward(ctx: Context) -> tuple[str, Any] | None:
+        return find_role(ctx, ("L_model_forward", "L_layer_forward"),
+                         ("model_forward", "l_forward", "deep_forward"), ("x", "param"))
+
     def score(self, ctx: Context) -> int:
-        if not is_function(ctx.get("L_model_backward")):
+        if self.backward(ctx) is None:
             return 0
         s = 10
-        if is_function(ctx.get("L_model_forward")):
+        if self.forward(ctx) is not None:
             s += 2
         return s
 
     def _forward(self, ctx: Context, case: Case, params: dict[str, np.ndarray]
                  ) -> Traced | None:
-        fwd = ctx.get("L_model_forward")
-        if not is_function(fwd):
+        found = self.forward(ctx)
+        if found is None:
             return None
+        fwd = found[1]
         args, _ = call_by_names(fwd, {"X": case.X.copy(), "parameters": params},
                                 ["X", "parameters"])
         return trace_call(fwd, tuple(args))
@@ -121,14 +133,15 @@ class DlaiDeep(Family):
             if layer > 1:
                 probe.cache[f"A{layer - 1}"] = A_prev
         probe.cache[f"A{L}"] = AL
-        cost = ctx.get("compute_cost")
+        found_cost = find_role(ctx, ("compute_cost",), ("cost", "loss"), ("y",))
+        cost = found_cost[1] if found_cost else None
         if is_function(cost) and array_of(AL) is not None:
             args, _ = call_by_names(cost, {"AL": np.array(AL, copy=True), "Y": case.Y.copy(),
                                            "parameters": copy_params(case)},
                                     ["AL", "Y", "parameters"])
             c = trace_call(cost, tuple(args))
             if c.ok:
-                probe.cost, probe.cost_fn_name = c.value, "compute_cost"
+                probe.cost, probe.cost_fn_name = c.value, found_cost[0]
         return probe
 
     def run(self, ctx: Context, case: Case) -> FamilyOutput:
@@ -181,7 +194,7 @@ class DlaiDeep(Family):
         for layer, (_A, _W, _b, Z) in enumerate(lc, start=1):
             if array_of(Z) is not None:
                 zs[layer] = Z
-        bp = ctx.get("L_model_backward")
+        bp = self.backward(ctx)[1]
         args, _ = call_by_names(bp, {"AL": AL, "Y": case.Y.copy(), "cache": caches_obj},
                                 ["AL", "Y", "cache"])
         order = walk_order(L, forward=False, output_dA=True, input_dA=True)
