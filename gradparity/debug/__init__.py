@@ -3,7 +3,10 @@
 * `debug_numpy`: a hand-written NumPy backprop in the seed's API
   (``backpropagation(cache, Y, parameters) -> grads``, optionally
   ``forward(X, parameters) -> (AL, cache)``);
-* `debug_torch`: a user's ``nn.Sequential`` of Linear and activation modules.
+* `debug_torch`: a user's ``nn.Sequential`` of Linear and activation modules;
+* `debug` (also ``gradparity.debug(...)``: this package is callable): learner code of any
+  known NumPy API family, from a file or from a notebook's functions, class or instance
+  (`gradparity.debug.families`, `gradparity.debug.api`).
 
 Both run the user's code, the NumPy reference, torch and jax on one case, name the first
 quantity (in the order the code computes them) that diverges, mark later ones that only

@@ -250,8 +250,7 @@ class DlaiDeep(Family):
         found: dict[str, Any] = {}
         for call in b.calls:
             arrays = {n: v for n, v in call.args.items() if array_of(v) is not None}
-            rest = [v for n, v in call.args.items() if n not in arrays or True]
-            layer = layer_of(rest, weights)
+            layer = layer_of(list(call.args.values()), weights)
             if layer is None:
                 for lz, Z in zs.items():
                     if any(v is Z for v in call.args.values()):
