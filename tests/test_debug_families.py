@@ -375,6 +375,9 @@ NOTEBOOK_CELLS = [
     "                     backends=())\n"
     "print(r.first.key, '|', r.first.location.short, '|', r.first.location.source)",
     "r",
+    None,  # the seed's backpropagation, with a sign slip
+    "s = gradparity.debug(backpropagation, backends=())\n"
+    "print(s.first.key, '|', s.first.location.short)",
 ]
 
 
@@ -386,7 +389,11 @@ def test_notebook_executed_with_nbclient(tmp_path):
     deep = (FAMILIES / "dlai_deep" / "deep_classifier.py").read_text()
     deep = deep[deep.index("def initialize_parameters_deep"):deep.index("rng = np.random")]
     deep = deep.replace("dW = 1. / m * np.dot(dZ, A_prev.T)", "dW = np.dot(dZ, A_prev.T)")
-    cells = [c if c is not None else deep for c in NOTEBOOK_CELLS]
+    seed = (ROOT / "examples" / "seed_backprop.py").read_text()
+    seed = seed.replace('grads["dZ" + str(L)] = cache["A" + str(L)] - Y',
+                        'grads["dZ" + str(L)] = Y - cache["A" + str(L)]')
+    cells = list(NOTEBOOK_CELLS)
+    cells[2], cells[6] = deep, seed
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
     client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
@@ -400,6 +407,9 @@ def test_notebook_executed_with_nbclient(tmp_path):
     assert source == "dW = np.dot(dZ, A_prev.T)"
     html = nb.cells[5].outputs[0]["data"]["text/html"]
     assert "First divergence: dW3" in html and "cell [3]" in html
+    printed = "".join(o.get("text", "") for o in nb.cells[7].outputs)
+    line = seed.splitlines().index('    grads["dZ" + str(L)] = Y - cache["A" + str(L)]') + 1
+    assert printed.strip() == f"dZ3 | cell [7], line {line}", printed
 
 
 def test_cs231n_package_module_with_relative_imports(tmp_path):

@@ -98,6 +98,18 @@ def _data_layout(family: Any, X: np.ndarray, Y: np.ndarray, notes: dict[str, str
     return X, Y
 
 
+def _cell_locations(result: DebugResult) -> None:
+    """Lines of code defined in notebook cells are shown as ``cell [n], line k``."""
+    from gradparity.debug.families.trace import TracedLocation, cell_file_label, is_user_code
+
+    for c in result.checks:
+        loc = c.location
+        if loc is not None and is_user_code(loc.file) and not loc.file.startswith("cell ["):
+            label = cell_file_label(loc.file)
+            if label != loc.file:
+                c.location = TracedLocation(label, loc.line, loc.source)
+
+
 def _seed_suggestion(result: DebugResult, target: Any, forward: Any, activation: str | None,
                      head: str | None, loss_form: str | None, batch: int | None, seed: int,
                      X: Any, Y: Any, rtol: float | None, atol: float | None,
@@ -295,6 +307,7 @@ def debug_code(
                              atol=atol, backprop_name=backprop_name, forward_name=forward_name)
         result.notes.setdefault("api", "the seed's: backpropagation(cache, Y, parameters)")
         result.notes.update({k: v for k, v in notes.items() if k not in result.notes})
+        _cell_locations(result)
         drift = _seed_dtype_drift(result, target, backprop_name)
         if drift is not None:
             result.problems.append(drift)
