@@ -179,7 +179,7 @@ FAMILY_TITLES = {
     "dlai_2layer": "deeplearning.ai 2-layer",
     "dlai_deep": "deeplearning.ai L-layer",
     "nielsen": "Network class",
-    "cs231n": "row-major net",
+    "cs231n": "cs231n-style net",
 }
 
 

@@ -85,12 +85,12 @@ def _target(ctx: Context) -> tuple[str, Any] | None:
 
 class Cs231n(Family):
     name = "cs231n"
-    title = "row-major net: loss(X, y) -> (loss, grads), params W1 (D x H), b1 (H,)"
+    title = "cs231n-style net: loss(X, y) -> (loss, grads) with params W1, b1, ..."
     default_activation = "relu"
     default_head = "softmax_ce"
     default_sizes = (4, 10, 3)
-    layout = ("row-major (X is N x D, W1 is D x H, b1 has shape (H,)): mapped to the "
-              "reference's columns (W = W1.T, dW = grads['W1'].T)")
+    layout = ("row-major (X is N x D, W1 is D x H, b1 is (H,)), compared after mapping to "
+              "columns (W = W1.T, dW = grads['W1'].T)")
     row_major = True
 
     def score(self, ctx: Context) -> int:
