@@ -699,3 +699,17 @@ def test_functions_found_by_role_under_other_names(tmp_path):
     p.write_text(p.read_text().replace("L_model_backward", "l_model_backward"))
     r = debug_code(p, backends=NONE)
     assert r.passed and r.notes["api"].startswith("deeplearning.ai L-layer"), r.report()
+
+
+def test_three_layer_course_variant_tuple_cache_lowercase_keys(tmp_path):
+    folder = _copy(tmp_path, "dlai_2layer") / "three_layer"
+    p = folder / "reg_model.py"
+    r = debug_code(p, backends=NONE)
+    assert r.passed, r.report()
+    assert r.spec.sizes == (2, 4, 4, 1) and "reads W1 to W3" in r.notes["sizes"]
+    assert r.convention.name == "true_partial"
+    text = p.read_text()
+    p.write_text(text.replace("dW3 = np.dot(dz3, a2.T)", "dW3 = 1./m * np.dot(dz3, a2.T)"))
+    r = debug_code(p, backends=NONE)
+    assert r.first.key == "dW3" and r.first.diagnosis.code == "extra_1_over_m", r.report()
+    assert r.first.location.source == "dW3 = 1./m * np.dot(dz3, a2.T)"

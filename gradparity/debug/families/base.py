@@ -146,6 +146,10 @@ class Family:
     def run(self, ctx: Context, case: Case) -> FamilyOutput:
         raise NotImplementedError
 
+    def depth(self, ctx: Context) -> int | None:
+        """The number of layers the learner's code reads (``parameters["W3"]``), if fixed."""
+        return None
+
     def file_sizes(self, ctx: Context) -> tuple[tuple[int, ...], str] | None:
         """Layer widths of a model the learner's file builds when imported."""
         return None
@@ -220,6 +224,19 @@ def find_role(ctx: Context, exact: tuple[str, ...], words: tuple[str, ...],
         if all(any(want in p for p in names) for want in params):
             return name, f
     return None
+
+
+def weights_read(func: Callable) -> int | None:
+    """The largest ``l`` of the ``W{l}`` the function's source reads by a literal key
+    (``parameters["W3"]``), or None."""
+    import inspect
+
+    try:
+        src = inspect.getsource(func)
+    except (OSError, TypeError):
+        return None
+    found = [int(n) for n in re.findall(r"""\[\s*["']W(\d+)["']\s*\]""", src)]
+    return max(found) if found else None
 
 
 def array_of(v: Any) -> np.ndarray | None:

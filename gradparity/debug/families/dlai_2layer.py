@@ -32,6 +32,7 @@ from gradparity.debug.families.base import (
     is_function,
     param_names,
     required_count,
+    weights_read,
 )
 from gradparity.debug.families.trace import trace_call
 from gradparity.debug.quantities import walk_order
@@ -97,6 +98,11 @@ class DlaiTwoLayer(Family):
     @staticmethod
     def cost(ctx: Context) -> tuple[str, Any] | None:
         return find_role(ctx, ("compute_cost",), ("cost", "loss"), ("y",))
+
+    def depth(self, ctx: Context) -> int | None:
+        reads = [weights_read(f[1]) for f in (self.forward(ctx), self.backward(ctx)) if f]
+        reads = [r for r in reads if r]
+        return max(reads) if reads else None
 
     def score(self, ctx: Context) -> int:
         found = self.backward(ctx)

@@ -504,9 +504,14 @@ def debug_family(
                 s = [v if v else b for v, b in zip(s, base, strict=True)]
             chosen_sizes, notes["sizes"] = tuple(s), found.where
         else:
-            chosen_sizes, notes["sizes"] = tuple(base), (f"default of the family: "
-                                                          f"{','.join(map(str, base))} "
-                                                          "(--sizes to change)")
+            depth = family.depth(ctx)
+            if depth is not None and depth != len(base) - 1:
+                hidden = base[1] if len(base) > 2 else 4
+                base = [base[0], *([hidden] * (depth - 1)), base[-1]]
+            chosen_sizes, notes["sizes"] = tuple(base), (
+                f"default of the family: {','.join(map(str, base))} (--sizes to change)"
+                if depth is None else f"{depth} layers, as your code reads W1 to W{depth}; "
+                f"widths default (--sizes to change)")
     if Xa is None and sizes is None and fixed is None and not getattr(family, "row_major",
                                                                         False):
         dims = infer.data_dims({**(vars(ctx.module) if ctx.module is not None else {}),
