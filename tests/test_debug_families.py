@@ -713,3 +713,29 @@ def test_three_layer_course_variant_tuple_cache_lowercase_keys(tmp_path):
     r = debug_code(p, backends=NONE)
     assert r.first.key == "dW3" and r.first.diagnosis.code == "extra_1_over_m", r.report()
     assert r.first.location.source == "dW3 = 1./m * np.dot(dz3, a2.T)"
+
+
+def test_gradient_checking_variant_forward_returns_cost_and_cache(tmp_path):
+    """forward_propagation_n(X, Y, parameters) -> (cost, cache) and
+    backward_propagation_n(X, Y, cache), with a stray factor 2 in dW2."""
+    src = (FAMILIES / "dlai_2layer" / "three_layer" / "reg_model.py").read_text()
+    src = src.replace("def forward_propagation(X, parameters):",
+                      "def forward_propagation_n(X, Y, parameters):")
+    src = src.replace("    cache = (z1, a1, W1, b1, z2, a2, W2, b2, z3, a3, W3, b3)\n"
+                      "    return a3, cache",
+                      "    logprobs = np.multiply(-np.log(a3), Y)"
+                      " + np.multiply(-np.log(1 - a3), 1 - Y)\n"
+                      "    cost = 1. / X.shape[1] * np.sum(logprobs)\n"
+                      "    cache = (z1, a1, W1, b1, z2, a2, W2, b2, z3, a3, W3, b3)\n"
+                      "    return cost, cache")
+    src = src.replace("def backward_propagation(X, Y, cache):",
+                      "def backward_propagation_n(X, Y, cache):")
+    p = tmp_path / "gc.py"
+    p.write_text(src)
+    r = debug_code(p, backends=NONE)
+    assert r.passed, r.report()
+    assert "forward_propagation_n" in r.notes["head"] and "forward_propagation_n" in r.notes[
+        "forward"]
+    p.write_text(src.replace("dW2 = np.dot(dz2, a1.T)", "dW2 = np.dot(dz2, a1.T) * 2"))
+    r = debug_code(p, backends=NONE)
+    assert r.first.key == "dW2" and r.first.diagnosis.code == "factor_2", r.report()

@@ -125,8 +125,8 @@ class DlaiTwoLayer(Family):
         if found is None:
             return None, None
         fwd = found[1]
-        args, _ = call_by_names(fwd, {"X": case.X.copy(), "parameters": copy_params(case)},
-                                ["X", "parameters"])
+        args, _ = call_by_names(fwd, {"X": case.X.copy(), "parameters": copy_params(case),
+                                      "Y": case.Y.copy()}, ["X", "parameters"])
         t = trace_call(fwd, tuple(args))
         return fwd, t
 
@@ -164,6 +164,13 @@ class DlaiTwoLayer(Family):
         cache = parsed[1] if parsed is not None else {}
         probe.cache = dict(cache)
         AL = t.value[0] if isinstance(t.value, (tuple, list)) else cache.get(f"A{L}")
+        if array_of(AL) is None or np.ndim(AL) == 0:
+            if isinstance(t.value, (tuple, list)) and np.ndim(t.value[0]) == 0:
+                # forward_propagation_n(X, Y, parameters) -> (cost, cache)
+                probe.cost, probe.cost_fn_name = t.value[0], self.forward(ctx)[0]
+            AL = cache.get(f"A{L}")
+            if probe.cost is not None:
+                return probe
         if array_of(AL) is not None:
             probe.cache.setdefault(f"A{L}", AL)
         found_cost = self.cost(ctx)
@@ -210,12 +217,12 @@ class DlaiTwoLayer(Family):
             cache = {k: np.array(v, copy=True) for k, v in ref.items() if k != "A0"}
             out.backprop_cache = dict(ref)
             if t is not None and not t.ok:
-                out.notes["forward"] = ("yours (forward_propagation) raised; "
+                out.notes["forward"] = (f"yours ({self.forward(ctx)[0]}) raised; "
                                         "backward_propagation ran on the harness's cache")
             else:
                 out.notes["forward"] = "the harness's (no forward_propagation in your code)"
         else:
-            out.notes["forward"] = "yours (forward_propagation)"
+            out.notes["forward"] = f"yours ({self.forward(ctx)[0]})"
         bp = self.backward(ctx)[1]
         values = {"parameters": copy_params(case), "cache": cache, "X": case.X.copy(),
                   "Y": case.Y.copy()}

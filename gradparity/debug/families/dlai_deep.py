@@ -184,11 +184,12 @@ class DlaiDeep(Family):
             caches_obj = course_caches(fw, params, L)
             AL = fw[f"A{L}"]
             out.backprop_cache = dict(ref)
-            out.notes["forward"] = ("the harness's (no L_model_forward in your code)"
-                                    if t is None else "yours (L_model_forward) failed, so "
-                                    "L_model_backward ran on the harness's caches")
+            out.notes["forward"] = (
+                "the harness's (no L_model_forward in your code)" if t is None
+                else f"yours ({self.forward(ctx)[0]}) failed, so your backward ran on the "
+                "harness's caches")
         else:
-            out.notes["forward"] = "yours (L_model_forward)"
+            out.notes["forward"] = f"yours ({self.forward(ctx)[0]})"
         zs = {}
         lc = layer_caches(caches_obj) or []
         for layer, (_A, _W, _b, Z) in enumerate(lc, start=1):
