@@ -118,6 +118,10 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
+    if name == "debug":  # the callable package: gradparity.debug(L_model_backward, ...)
+        import importlib
+
+        return importlib.import_module("gradparity.debug")
     if name in _LAZY:
         import importlib
 

@@ -1,7 +1,8 @@
 """``gradparity debug``: find the first wrong gradient of your own backprop or PyTorch model.
 
 ``gradparity debug FILE.py`` runs ``backpropagation(cache, Y, parameters)`` (and
-``forward(X, parameters)`` if the file has one) from FILE.py; ``gradparity debug --torch
+``forward(X, parameters)`` if the file has one) from FILE.py, or the learner code of another
+API family (`gradparity.debug.families`); ``gradparity debug --torch
 MODULE:ATTR`` checks an ``nn.Sequential``. Exit 0 when everything agrees, 1 otherwise, 2 on
 a usage error (one line).
 """
@@ -28,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "quantity that diverges, what it explains, and why it is wrong.")
     p.add_argument("file", nargs="?", metavar="FILE.py",
                    help="a Python file with backpropagation(cache, Y, parameters) and, "
-                   "optionally, forward(X, parameters) -> (AL, cache)")
+                   "optionally, forward(X, parameters) -> (AL, cache); or learner code of "
+                   "another API family (see --api), unchanged")
     p.add_argument("--torch", metavar="MODULE:ATTR",
                    help="an nn.Sequential to check instead: module:attr or file.py:attr "
                    "(a callable is called with no arguments)")
@@ -57,6 +59,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
                    help="wall-clock limit of the session, which runs your code in a child "
                    "process (default 60); past it: exit 2 naming the line that was running")
+    p.add_argument("--api", metavar="NAME", help="the API family of FILE.py: seed, dlai_deep, "
+                   "dlai_2layer, nielsen or cs231n (default: recognised from its functions)")
+    p.add_argument("--data", metavar="FILE", help="your X and Y: a .npz (X, Y), a pair "
+                   "X.npy,Y.npy or a CSV (last column Y); their dtype is kept")
+    p.add_argument("--definitions-only", dest="definitions_only", action="store_true",
+                   help="import only the definitions of FILE.py (skip a training script at "
+                   "its top level; done anyway when importing it takes too long)")
     p.add_argument("--rtol", type=float, help="relative tolerance (default: per dtype)")
     p.add_argument("--atol", type=float, help="absolute tolerance (default: per dtype)")
     p.set_defaults(handler=cmd_debug)
@@ -117,6 +126,9 @@ def cmd_debug(args: argparse.Namespace) -> int:
 
     out = None if args.out is None else str(Path(args.out).resolve())
     request = {k: getattr(args, k) for k in REQUEST_KEYS}
+    if args.data:  # resolved here, before user code can change the working directory
+        request["data"] = ",".join(str(Path(p).resolve()) if p else p
+                                   for p in str(args.data).split(","))
     what = args.file if args.file is not None else f"--torch={args.torch}"
     result = run_isolated(request, timeout=args.timeout, what=what)
     print(result.report(), end="")

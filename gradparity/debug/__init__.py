@@ -3,7 +3,10 @@
 * `debug_numpy`: a hand-written NumPy backprop in the seed's API
   (``backpropagation(cache, Y, parameters) -> grads``, optionally
   ``forward(X, parameters) -> (AL, cache)``);
-* `debug_torch`: a user's ``nn.Sequential`` of Linear and activation modules.
+* `debug_torch`: a user's ``nn.Sequential`` of Linear and activation modules;
+* `debug` (also ``gradparity.debug(...)``: this package is callable): learner code of any
+  known NumPy API family, from a file or from a notebook's functions, class or instance
+  (`gradparity.debug.families`, `gradparity.debug.api`).
 
 Both run the user's code, the NumPy reference, torch and jax on one case, name the first
 quantity (in the order the code computes them) that diverges, mark later ones that only
@@ -19,9 +22,31 @@ and ``table`` (outputs).
 
 from __future__ import annotations
 
+import sys
+import types
+from typing import Any
+
 from gradparity.debug.diagnose import Diagnosis
 from gradparity.debug.localize import Check
 from gradparity.debug.result import DebugResult
 from gradparity.debug.session import debug_numpy, debug_torch
 
-__all__ = ["Check", "DebugResult", "Diagnosis", "debug_numpy", "debug_torch"]
+__all__ = ["Check", "DebugResult", "Diagnosis", "debug", "debug_numpy", "debug_torch"]
+
+
+def debug(source: Any = None, **options: Any) -> DebugResult:
+    """``gradparity.debug(...)``: `gradparity.debug.api.debug_code` (a file, a module, or a
+    learner's functions, class or instance from a notebook)."""
+    from gradparity.debug.api import debug_code
+
+    return debug_code(source, **options)
+
+
+class _CallableModule(types.ModuleType):
+    """``gradparity.debug(L_model_backward, forward=L_model_forward)`` calls `debug`."""
+
+    def __call__(self, source: Any = None, **options: Any) -> DebugResult:
+        return debug(source, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule

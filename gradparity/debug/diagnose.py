@@ -42,7 +42,7 @@ from gradparity.core.spec import HEADS, LEAKY_SLOPE
 from gradparity.debug.equations import Getter, Net, evaluate
 from gradparity.debug.quantities import key, split
 from gradparity.reference.activations import ACTIVATION_FUNCS
-from gradparity.reference.heads import softmax
+from gradparity.reference.heads import HEAD_FUNCS, softmax
 
 Array = np.ndarray
 
@@ -79,6 +79,10 @@ CODES: dict[str, str] = {
     "activation_not_derivative": "the activation g(Z) where g'(Z) belongs",
     "missing_derivative": "the activation derivative factor is missing",
     "a_form_at_z": "an output-based derivative formula evaluated with Z",
+    "other_a_form": "another activation's output-based derivative formula on this "
+    "activation's output",
+    "output_derivative_at_hidden": "the output layer's derivative applied at a hidden layer",
+    "hidden_derivative_at_output": "the hidden layers' derivative applied at the output layer",
     "output_derivative_missing": "the output activation's derivative is missing",
     "output_derivative_extra": "the output activation's derivative is applied twice",
     "wrong_loss_derivative": "the derivative of another loss",
@@ -126,28 +130,29 @@ def _scales(m: int) -> list[tuple[float, str, str, str]]:
     raw = [
         (float(m), "missing_1_over_m",
          f"m = {m} times the true value: the 1/m average is missing",
-         "m times too large (the 1/m is missing)"),
+         "m times as large (the 1/m is missing)"),
         (1.0 / m, "extra_1_over_m",
          f"1/m = 1/{m} of the true value: the 1/m average is applied twice",
-         "1/m too small (the 1/m is applied twice)"),
+         "1/m as large (the 1/m is applied twice)"),
         (2.0, "factor_2",
          "twice the true value: a stray factor 2 (e.g. the squared error's derivative "
-         "without its 1/2)", "twice too large"),
-        (0.5, "factor_half", "half the true value: a stray factor 1/2", "half too small"),
-        (-1.0, "sign_flip", "the sign is flipped (e.g. Y - A where A - Y belongs)",
+         "without its 1/2)", "twice as large"),
+        (0.5, "factor_half", "half the true value: a stray factor 1/2", "half as large"),
+        (-1.0, "sign_flip", "the negative of the true value: the sign is flipped (e.g. Y - A "
+         "where A - Y belongs)",
          "with the sign flipped"),
         (-float(m), "sign_flip+missing_1_over_m",
          f"-m = -{m} times the true value: the sign is flipped and the 1/m is missing",
-         "with the sign flipped and m times too large"),
+         "with the sign flipped and m times as large"),
         (-1.0 / m, "sign_flip+extra_1_over_m",
          "-1/m of the true value: the sign is flipped and the 1/m is applied twice",
-         "with the sign flipped and 1/m too small"),
+         "with the sign flipped and 1/m as large"),
         (float(m * m), "missing_1_over_m_twice",
          f"m^2 = {m * m} times the true value: the 1/m is missing twice",
-         "m^2 times too large"),
+         "m^2 times as large"),
         (1.0 / (m * m), "extra_1_over_m_twice",
          "1/m^2 of the true value: the 1/m is applied three times",
-         "1/m^2 too small"),
+         "1/m^2 as large"),
     ]
     out: dict[float, tuple[float, str, str, str]] = {}
     for k, code, text, short in raw:
@@ -243,6 +248,8 @@ def _structural(k: str, get: Getter, net: Net, expected: Array) -> Iterator[_Can
         yield _Candidate("wrong_axis_sum", "summed over axis 0 (the units) where axis=1 (the "
                          "examples) belongs, and without keepdims",
                          _safe(lambda: np.sum(dZ, axis=0)))
+        yield _Candidate("wrong_axis_sum", "summed over axis 0 (the units) where axis=1 (the "
+                         "examples) belongs", _safe(lambda: np.sum(dZ, axis=0).reshape(-1, 1)))
         yield _Candidate("sum_all", f"summed over every element of dZ{l_} (np.sum without "
                          "axis=1): one number", _safe(lambda: np.sum(dZ)))
         yield _Candidate("no_sum", f"dZ{l_} itself: the sum over the examples (axis=1) is "
@@ -257,6 +264,19 @@ def _structural(k: str, get: Getter, net: Net, expected: Array) -> Iterator[_Can
             yield _Candidate("off_by_one", f"holds db{l_ + 1}, the value of the layer above "
                              "(off-by-one layer index)", _safe(lambda: get(key("db", l_ + 1))))
 
+    elif q == "dA" and l_ == L:
+        Z, A = get(key("Z", L)), get(key("A", L))
+        out_name, mine = HEADS[net.head].output, HEADS[net.head].loss
+        names = {"bce": "the cross-entropy's", "mse": "the squared error's",
+                 "ce": "the cross-entropy's", "l1": "the L1 loss's", "huber": "the Huber loss's"}
+        for other in HEADS.values():
+            if other.output != out_name or other.loss == mine or other.name not in HEAD_FUNCS:
+                continue
+            yield _Candidate("wrong_loss_derivative", f"{names.get(other.loss, other.loss)} "
+                             f"derivative where {names.get(mine, mine)} belongs: your backprop "
+                             "differentiates another loss than your cost computes",
+                             _safe(lambda other=other: HEAD_FUNCS[other.name].dA(
+                                 Z, A, net.Y, net.m)))
     elif q == "dA" and l_ < L:
         layer = l_ + 1  # dA[l-1] = W[l]^T dZ[l]
         dZ = get(key("dZ", layer))
@@ -356,6 +376,26 @@ def _hidden_dZ(layer: int, get: Getter, net: Net, g: str) -> Iterator[_Candidate
     if g == "tanh":
         yield _Candidate("a_form_at_z", f"tanh' written as 1 - A^2 but evaluated with "
                          f"Z{layer}: 1 - Z{layer}^2", _safe(lambda: dA * (1 - Z * Z)))
+    if g == "tanh":
+        yield _Candidate("other_a_form", f"A{layer} (1 - A{layer}) where 1 - A{layer}^2 "
+                         f"belongs: sigmoid's derivative formula applied to tanh's output",
+                         _safe(lambda: dA * A * (1 - A)))
+    if g == "sigmoid":
+        yield _Candidate("other_a_form", f"1 - A{layer}^2 where A{layer} (1 - A{layer}) "
+                         f"belongs: tanh's derivative formula applied to sigmoid's output",
+                         _safe(lambda: dA * (1 - A * A)))
+    out = HEADS[net.head].output
+    if out != g and net.h.output_prime is not None and L > layer:
+        ZL, AL = get(key("Z", L)), get(key("A", L))
+        yield _Candidate("output_derivative_at_hidden", f"{out}'(Z{L}), the output layer's "
+                         f"derivative, where {g}'(Z{layer}) belongs: the output activation's "
+                         f"derivative is applied at hidden layer {layer}",
+                         _safe(lambda: dA * net.h.output_prime(ZL)))
+        if out == "sigmoid":
+            yield _Candidate("output_derivative_at_hidden", f"A{L} (1 - A{L}), the output "
+                             f"layer's derivative, where {g}'(Z{layer}) belongs: the output "
+                             f"activation's derivative is applied at hidden layer {layer}",
+                             _safe(lambda: dA * AL * (1 - AL)))
     for name, other in ACTIVATION_FUNCS.items():
         if name != g:
             yield _Candidate("wrong_activation_derivative", f"{name}'(Z{layer}) where "
@@ -398,6 +438,31 @@ def _output_dZ(get: Getter, net: Net) -> Iterator[_Candidate]:
             what = {"l1": "sign(A - Y)", "huber": "clip(A - Y, -1, 1)"}.get(loss, "its own")
             yield _Candidate("wrong_loss_derivative", f"(A{L} - Y), the squared error's "
                              f"derivative, where the {loss} loss's {what} belongs", residual)
+    if (net.output_dA_reported or not h.canonical) and h.output_prime is not None:
+        dA_out = get(key("dA", L)) if net.output_dA_reported else _safe(
+            lambda: h.dA(Z, A, Y, m))
+        yield _Candidate("derivative_at_A", f"{out}'(A{L}) where {out}'(Z{L}) belongs: the "
+                         "output derivative is taken at A instead of Z",
+                         _safe(lambda: dA_out * h.output_prime(A)))
+        if out == "sigmoid":
+            yield _Candidate("other_a_form", f"1 - A{L}^2 where A{L} (1 - A{L}) belongs: "
+                             "tanh's derivative formula applied to sigmoid's output",
+                             _safe(lambda: dA_out * (1 - A * A)))
+        if out == "tanh":
+            yield _Candidate("other_a_form", f"A{L} (1 - A{L}) where 1 - A{L}^2 belongs: "
+                             "sigmoid's derivative formula applied to tanh's output",
+                             _safe(lambda: dA_out * A * (1 - A)))
+    g = net.activation
+    hidden = ACTIVATION_FUNCS.get(g)
+    if hidden is not None and g != out and (net.output_dA_reported or not h.canonical):
+        dA_L = get(key("dA", L)) if net.output_dA_reported else _safe(lambda: h.dA(Z, A, Y, m))
+        yield _Candidate("hidden_derivative_at_output", f"{g}'(Z{L}) where {out}'(Z{L}) "
+                         f"belongs: the hidden layers' derivative ({g}) is applied at the "
+                         "output layer", _safe(lambda: dA_L * hidden.prime(Z)))
+    if net.output_dA_reported and h.output_prime is not None:
+        dA_out = get(key("dA", L))
+        yield _Candidate("missing_derivative", f"dA{L} itself: the factor {out}'(Z{L}) is "
+                         "missing", _safe(lambda: np.array(dA_out)))
     if out != "identity":
         yield _Candidate("z_for_a", f"(Z{L} - Y) where (A{L} - Y) belongs: the output "
                          f"activation {out} is not applied", _safe(lambda: (Z - Y) / m))
@@ -513,6 +578,16 @@ def diagnose(
     matches = direct + hidden_fit
     if chosen is None and matches:
         chosen = matches[0]
+    if chosen is None and actual.shape != expected.shape:
+        # values too close to zero to tell apart (the softmax output's dZ summed over its
+        # units): a layout mistake that gives exactly this shape, and only one, says it
+        shaped = [c for c in structural if c.value is not None and c.value.shape == actual.shape
+                  and c.code != "transpose"]
+        codes = {c.code for c in shaped}
+        if len(codes) == 1:
+            c = shaped[0]
+            return Diagnosis(c.code, f"{c.text} (from the shape {actual.shape}: the values are "
+                             "too close to zero to tell)")
     if chosen is None:
         return _unknown(k, actual, expected, dtype)
     others: list[str] = []

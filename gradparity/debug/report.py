@@ -67,6 +67,8 @@ def _finding_block(c: Check, indent: str = "  ") -> list[str]:
         lines.append(f"{indent}where      {c.location.short}")
         if c.location.source:
             lines.append(f"{indent}           {c.location.source}")
+        for via in getattr(c.location, "via", ()):
+            lines.append(f"{indent}           called from {via.short}: {via.source}")
     if c.diagnosis is not None:
         lines.append(f"{indent}diagnosis  {c.diagnosis.text}")
         for alt in c.diagnosis.also:
@@ -130,12 +132,17 @@ def render(r: DebugResult) -> str:
     """The report (plain text, ends with a newline)."""
     title = "your PyTorch module" if r.kind == "torch" else "your backprop"
     lines = [f"gradparity debug: {r.source} ({title})"]
+    if r.notes.get("api"):
+        lines.append(f"  api         {r.notes['api']}")
     lines.append(f"  network     {_network(r)}")
     if _chosen(r):
         lines.append(f"  chosen      {_chosen(r)}")
     s = r.spec
     lines.append(f"  case        {s.dtype}, m = {s.batch} examples, seed {s.seed}; forward: "
                  f"{r.notes.get('forward', '')}")
+    for what in ("data", "import", "keys", "cost"):
+        if r.notes.get(what):
+            lines.append(f"  {what:<11} {r.notes[what]}")
     lines.append(f"  convention  {r.convention.text}")
     lines.append(f"  frameworks  {_frameworks_line(r)}")
     lines.append(f"  tolerance   atol={r.tolerance.atol:g}, rtol={r.tolerance.rtol:g}")

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 #: The options of a debug session, as the command line names them.
 REQUEST_KEYS = ("file", "torch", "sizes", "activation", "head", "loss_form", "dtype", "batch",
-                "seed", "backends", "backprop", "forward", "rtol", "atol")
+                "seed", "backends", "backprop", "forward", "rtol", "atol", "api", "data",
+                "definitions_only")
 
 
 def debug_backends(values: list[str] | None, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -39,27 +40,28 @@ def compute(request: dict[str, object]) -> DebugResult:
         args.seed = 0
     from gradparity.debug.session import (
         DEFAULT_BATCH,
-        debug_numpy,
         debug_torch,
         load_torch_target,
         parse_sizes,
     )
 
-    batch = args.batch if args.batch is not None else DEFAULT_BATCH
     if args.torch is not None:
-        for flag in ("sizes", "activation", "backprop", "forward"):
+        for flag in ("sizes", "activation", "backprop", "forward", "api", "data"):
             if getattr(args, flag) is not None:
                 raise UsageError(f"--{flag}: not used with --torch (the module defines it)")
         model, label = load_torch_target(args.torch)
-        result = debug_torch(model, head=args.head, loss_form=args.loss_form, dtype=args.dtype,
-                             batch=batch, seed=args.seed, rtol=args.rtol, atol=args.atol,
-                             backends=debug_backends(args.backends, ("jax",)), label=label)
-    else:
-        sizes = parse_sizes(args.sizes) if args.sizes else None
-        result = debug_numpy(args.file, sizes=sizes, activation=args.activation,
-                             head=args.head, loss_form=args.loss_form,
-                             dtype=args.dtype or "float64", batch=batch, seed=args.seed,
-                             backends=debug_backends(args.backends, ("torch", "jax")),
-                             rtol=args.rtol, atol=args.atol, backprop_name=args.backprop,
-                             forward_name="" if args.forward == "none" else args.forward)
-    return result
+        batch = args.batch if args.batch is not None else DEFAULT_BATCH
+        return debug_torch(model, head=args.head, loss_form=args.loss_form, dtype=args.dtype,
+                           batch=batch, seed=args.seed, rtol=args.rtol, atol=args.atol,
+                           backends=debug_backends(args.backends, ("jax",)), label=label)
+    from gradparity.debug.api import debug_code
+
+    sizes = parse_sizes(args.sizes) if args.sizes else None
+    return debug_code(args.file, sizes=sizes, activation=args.activation,
+                      head=args.head, loss_form=args.loss_form, dtype=args.dtype,
+                      batch=args.batch, seed=args.seed,
+                      backends=debug_backends(args.backends, ("torch", "jax")),
+                      rtol=args.rtol, atol=args.atol, backprop_name=args.backprop,
+                      forward_name="" if args.forward == "none" else args.forward,
+                      api=args.api, data=args.data,
+                      definitions_only=bool(args.definitions_only))

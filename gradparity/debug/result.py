@@ -116,6 +116,20 @@ class DebugResult:
         """The short human report (see `gradparity.debug.report`)."""
         return render(self)
 
+    def _repr_html_(self) -> str:
+        """The report in a Jupyter notebook: monospaced, findings in red, a pass in green."""
+        import html
+
+        lines = []
+        for line in self.report().splitlines():
+            text = html.escape(line)
+            if line.startswith(("First divergence", "Problem")) or "FAIL" in line:
+                text = f'<span style="color:#b00020">{text}</span>'
+            elif line.startswith(("All ", "No bug found")):
+                text = f'<span style="color:#1b7f3b">{text}</span>'
+            lines.append(text)
+        return "<pre>" + "\n".join(lines) + "</pre>"
+
     def table(self) -> pd.DataFrame:
         """The full tidy table (`gradparity.experiments.tables.COLUMNS`)."""
         return make_debug_table(self)
