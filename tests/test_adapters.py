@@ -9,8 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from gradparity import ACTIVATIONS, Spec, UsageError, head_forms, make_case, reference_gradients
+from gradparity import Spec, UsageError, make_case, reference_gradients
 from gradparity.adapters import BACKENDS, Backend, available_backends, get_backend
+from gradparity.core.spec import ACTIVATIONS, head_forms
 from gradparity.reference.mlp import REFERENCE_KINKS
 
 #: (rtol, atol) per dtype for the parity grid.

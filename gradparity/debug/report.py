@@ -3,12 +3,8 @@ convention detected, then a per-layer table with a mark per quantity and framewo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from gradparity.debug.localize import Check
-
-if TYPE_CHECKING:  # annotations only: DebugResult's report() calls render
-    from gradparity.debug.result import DebugResult
+from gradparity.debug.record import DebugRecord
 
 _MARKS = {"pass": "ok", "fail": "FAIL", "error": "ERROR", "skipped": "-",
           "inherited": "inherited"}
@@ -24,7 +20,7 @@ def _list(keys: list[str]) -> str:
     return ", ".join(keys)
 
 
-def _network(r: DebugResult) -> str:
+def _network(r: DebugRecord) -> str:
     s = r.spec
     parts = ["-".join(map(str, s.sizes))]
     if s.depth > 1:
@@ -36,12 +32,12 @@ def _network(r: DebugResult) -> str:
     return ", ".join(parts)
 
 
-def _chosen(r: DebugResult) -> str:
+def _chosen(r: DebugRecord) -> str:
     return "; ".join(f"{what} {r.notes[what]}" for what in ("sizes", "activation", "head")
                      if r.notes.get(what))
 
 
-def _frameworks_line(r: DebugResult) -> str:
+def _frameworks_line(r: DebugRecord) -> str:
     ran = [f for f in r.frameworks if f.status == "ran"]
     parts = []
     if ran:
@@ -81,7 +77,7 @@ def _finding_block(c: Check, indent: str = "  ") -> list[str]:
     return lines
 
 
-def _inherited_from(r: DebugResult, root: str) -> list[str]:
+def _inherited_from(r: DebugRecord, root: str) -> list[str]:
     return [c.key for c in r.checks if c.status == "inherited" and c.root == root]
 
 
@@ -90,7 +86,7 @@ def _same(a: Check, b: Check) -> bool:
             and a.diagnosis.code == b.diagnosis.code and a.diagnosis.code != "unknown")
 
 
-def _table(r: DebugResult) -> list[str]:
+def _table(r: DebugRecord) -> list[str]:
     ran = [f for f in r.frameworks if f.status == "ran"]
     fw_status: dict[str, dict[str, str]] = {f.name: f.statuses for f in ran}
     versus = {c.key: c.status for c in r.versus}
@@ -128,7 +124,7 @@ def _table(r: DebugResult) -> list[str]:
     return out
 
 
-def render(r: DebugResult) -> str:
+def render(r: DebugRecord) -> str:
     """The report (plain text, ends with a newline)."""
     title = "your PyTorch module" if r.kind == "torch" else "your backprop"
     lines = [f"gradparity debug: {r.source} ({title})"]

@@ -13,11 +13,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gradparity.debug.localize import Check
+from gradparity.debug.record import DebugRecord
 
-if TYPE_CHECKING:  # annotations only: DebugResult's table() calls make_debug_table
+if TYPE_CHECKING:
     import pandas as pd
-
-    from gradparity.debug.result import DebugResult
 
 #: The backend name of the user's code in the table.
 USER = "user"
@@ -55,7 +54,7 @@ def _row(columns, base: dict, c: Check, backend: str, against: str) -> dict[str,
     return {k: row[k] for k in columns}
 
 
-def debug_rows(result: DebugResult) -> list[dict[str, object]]:
+def debug_rows(result: DebugRecord) -> list[dict[str, object]]:
     from gradparity.experiments.tables import COLUMNS, spec_columns, status_row, verdict_rows
 
     spec = result.spec
@@ -75,7 +74,7 @@ def debug_rows(result: DebugResult) -> list[dict[str, object]]:
     return rows
 
 
-def make_debug_table(result: DebugResult) -> pd.DataFrame:
+def make_debug_table(result: DebugRecord) -> pd.DataFrame:
     from gradparity.experiments.environment import environment
     from gradparity.experiments.tables import make_table
 

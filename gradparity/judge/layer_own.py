@@ -21,10 +21,10 @@ import numpy as np
 
 from gradparity.adapters.base import LayerBackend
 from gradparity.core.gradients import GradientSet
+from gradparity.judge.compare import TensorComparison
 from gradparity.judge.explanations import (
     agrees_where_untainted,
     explained_by,
-    failure_reason,
     kink_counts,
     kink_reason,
     output_explanation,
@@ -32,7 +32,7 @@ from gradparity.judge.explanations import (
 )
 from gradparity.judge.policy import DEFAULT_RULE, CalibratedRule
 from gradparity.judge.tolerances import Tolerance
-from gradparity.judge.verdict import TensorVerdict, measure
+from gradparity.judge.verdict import Found, TensorVerdict, judge_rows, measure
 from gradparity.reference.case import Case
 from gradparity.reference.mlp import backward_step, layer_step
 from gradparity.reference.oracle import oracle_dtype
@@ -136,7 +136,6 @@ def judge_layer_own(
     oracle = oracle_steps(case, reference)
     m = measure(case, actual, reference, oracle, tolerance=tolerance, policy=policy, rule=rule,
                 against="reference upstream")
-    order, base, ok = m.order, m.base, m.ok
 
     lazy: dict[str, GradientSet] = {}
 
@@ -147,39 +146,41 @@ def judge_layer_own(
 
     kinks = kink_counts(case, reference, actual)
     sat = saturated_examples(case, reference)
-    out: list[TensorVerdict] = []
-    for i, ((layer, q), c) in enumerate(zip(order, base, strict=True)):
-        def row(status: str, reason: str = "", code: str = "", _i=i) -> TensorVerdict:
-            return m.verdict(_i, status, reason, code)
-        if ok[i]:
-            out.append(row("pass"))
-            continue
-        policy_oracle = oracle if policy == "calibrated" else None
+    policy_oracle = oracle if policy == "calibrated" else None
+
+    def at_kink(i: int, layer: int, q: str, c: TensorComparison,
+                done: list[TensorVerdict]) -> Found:
         if kinks and explained_by(actual, alt("kink", lambda: reference_steps(
                 case, reference, kinks=conv, z_at=actual.forward)), policy_oracle, layer, q,
                 tolerance, case, rule):
-            out.append(row("kink", kink_reason(spec, kinks, conv, backend), "kink"))
-            continue
+            return "kink", kink_reason(spec, kinks, conv, backend), "kink"
+        return None
+
+    def at_output(i: int, layer: int, q: str, c: TensorComparison,
+                  done: list[TensorVerdict]) -> Found:
         explained = output_explanation(case, reference, c, layer, q, sat)
-        if explained:
-            out.append(row(explained, f"layer {L} on its own: {explained} at the output",
-                           explained))
-            continue
+        if not explained:
+            return None
+        return explained, f"layer {L} on its own: {explained} at the output", explained
+
+    def from_saturated_output(i: int, layer: int, q: str, c: TensorComparison,
+                              done: list[TensorVerdict]) -> Found:
         if sat.any() and (q == "loss" or _from_own_output(case, actual, reference, layer, q,
                                                           tolerance)):
-            out.append(row("saturation", f"composed {spec.head} saturates at the output",
-                           "saturation"))
-            continue
+            return "saturation", f"composed {spec.head} saturates at the output", "saturation"
+        return None
+
+    def output_form(i: int, layer: int, q: str, c: TensorComparison,
+                    done: list[TensorVerdict]) -> Found:
         if explained_by(actual, alt("outputs", lambda: reference_steps(
                 case, reference, kinks=conv, from_outputs=True)), policy_oracle, layer, q,
                 tolerance, case, rule):
-            out.append(row("rounding", "derivative taken from the rounded output "
-                           "(s(1 - s), 1 - tanh^2), as autodiff does", "rounding"))
-            continue
-        code, reason = failure_reason(actual, reference, layer, q, c, tolerance, case,
-                                      m.errs[i], m.calibrated[i], rule)
-        out.append(row("fail", reason, code))
-    return out
+            return "rounding", ("derivative taken from the rounded output "
+                                "(s(1 - s), 1 - tanh^2), as autodiff does"), "rounding"
+        return None
+
+    return judge_rows(m, [at_kink, at_output, from_saturated_output, output_form], case=case,
+                      actual=actual, reference=reference, tolerance=tolerance, rule=rule)
 
 
 def _from_own_output(case: Case, actual: GradientSet, reference: GradientSet, layer: int,

@@ -28,7 +28,7 @@ reject it: a real disagreement).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from gradparity.core.gradients import GradientSet, backprop_order
@@ -202,38 +202,76 @@ def judge(
     def output_saturated(done: list[TensorVerdict]) -> bool:
         return any(v.key == f"dZ{L}" and v.status in ("pass", "saturation") for v in done)
 
-    out: list[TensorVerdict] = []
-    for i, ((layer, q), c) in enumerate(zip(order, base, strict=True)):
-        if verdict_ok[i]:
-            out.append(row(i, "pass"))
-            continue
-        if precision[i]:
-            out.append(row(i, "fail", precision[i], "mismatch"))
-            continue
-        policy_oracle = oracle if policy == "calibrated" else None
+    policy_oracle = oracle if policy == "calibrated" else None
+
+    def lost_precision(i: int, layer: int, q: str, c: TensorComparison,
+                       done: list[TensorVerdict]) -> Found:
+        return ("fail", precision[i], "mismatch") if precision[i] else None
+
+    def at_kink(i: int, layer: int, q: str, c: TensorComparison,
+                done: list[TensorVerdict]) -> Found:
         if explained_by(actual, kink_ref, policy_oracle, layer, q, tolerance, case, rule):
-            out.append(row(i, "kink", kink_text, "kink"))
-            continue
+            return "kink", kink_text or "", "kink"
+        return None
+
+    def at_output(i: int, layer: int, q: str, c: TensorComparison,
+                  done: list[TensorVerdict]) -> Found:
         explained = output_explanation(case, reference, c, layer, q, sat)
-        if explained:
-            text = sat_text if explained == "saturation" else budget_text(case, reference, c,
-                                                                           layer)
-            out.append(row(i, explained, text, explained))
-            continue
+        if not explained:
+            return None
+        text = sat_text if explained == "saturation" else budget_text(case, reference, c,
+                                                                       layer)
+        return explained, text, explained
+
+    def from_saturated_output(i: int, layer: int, q: str, c: TensorComparison,
+                              done: list[TensorVerdict]) -> Found:
         # Upstream of the output, "follows from the backend's own dZ[L]" explains a
         # difference only when that dZ[L] is itself explained by saturation.
-        if (sat_ref is not None and (layer, q) in upstream and output_saturated(out)
+        if (sat_ref is not None and (layer, q) in upstream and output_saturated(done)
                 and agrees_where_untainted(actual, sat_ref, layer, q, tolerance, spec.dtype)):
-            out.append(row(i, "saturation", sat_text, "saturation"))
-            continue
+            return "saturation", sat_text, "saturation"
         if sat.any() and q == "loss":
-            out.append(row(i, "saturation", sat_text, "saturation"))
-            continue
+            return "saturation", sat_text, "saturation"
+        return None
+
+    def output_form(i: int, layer: int, q: str, c: TensorComparison,
+                    done: list[TensorVerdict]) -> Found:
         if explained_by(actual, output_form_ref(), policy_oracle, layer, q, tolerance, case,
-                         rule):
-            out.append(row(i, "rounding", OUTPUT_FORM_TEXT, "rounding"))
+                        rule):
+            return "rounding", OUTPUT_FORM_TEXT, "rounding"
+        return None
+
+    return judge_rows(m, [lost_precision, at_kink, at_output, from_saturated_output,
+                          output_form],
+                      case=case, actual=actual, reference=reference, tolerance=tolerance,
+                      rule=rule)
+
+
+#: What an explanation returns when it fits: (status, reason, reason_code).
+Found = tuple[str, str, str] | None
+#: One explanation of a tensor outside tolerance: (index, layer, quantity, comparison,
+#: the rows judged so far) -> `Found`.
+Explanation = Callable[[int, int, str, TensorComparison, list[TensorVerdict]], Found]
+
+
+def judge_rows(m: Measured, explanations: Sequence[Explanation], *, case: Case,
+               actual: GradientSet, reference: GradientSet, tolerance: Tolerance,
+               rule: CalibratedRule) -> list[TensorVerdict]:
+    """The judge loop, end to end and layer-own: a tensor the policy passes passes; else
+    the first of ``explanations`` that fits names its status; else it fails, with the
+    reason code and reason of `failure_reason`."""
+    out: list[TensorVerdict] = []
+    for i, ((layer, q), c) in enumerate(zip(m.order, m.base, strict=True)):
+        if m.ok[i]:
+            out.append(m.verdict(i, "pass"))
             continue
-        code, reason = failure_reason(actual, reference, layer, q, c, tolerance, case,
-                                      m.errs[i], m.calibrated[i], rule)
-        out.append(row(i, "fail", reason, code))
+        for explain in explanations:
+            found = explain(i, layer, q, c, out)
+            if found is not None:
+                out.append(m.verdict(i, *found))
+                break
+        else:
+            code, reason = failure_reason(actual, reference, layer, q, c, tolerance, case,
+                                          m.errs[i], m.calibrated[i], rule)
+            out.append(m.verdict(i, "fail", reason, code))
     return out
