@@ -619,6 +619,15 @@ def rerun_baseline(baseline: Baseline, *, progress: Callable[..., None] | None =
     return df
 
 
+def check_factor(factor: float, *, name: str = "factor") -> float:
+    """``factor`` if it is a finite number >= 1, else a one-line `UsageError` naming
+    ``name``."""
+    if not (isinstance(factor, (int, float)) and not isinstance(factor, bool)
+            and math.isfinite(factor) and factor >= 1.0):
+        raise UsageError(f"{name}={factor!r}: expected a finite number >= 1")
+    return float(factor)
+
+
 def differing_keys(before: Mapping[str, str], after: Mapping[str, str]) -> list[str]:
     """Environment entries that differ and can change numbers (versions, BLAS, CPU, SIMD
     features, kernel variables, threads), in a stable order."""
@@ -666,8 +675,7 @@ def compare_with_baseline(baseline: Baseline | pd.DataFrame, table: pd.DataFrame
     import numpy as np
     import pandas as pd
 
-    if not (factor >= 1.0 and math.isfinite(factor)):
-        raise UsageError(f"factor={factor!r}: expected a finite number >= 1")
+    check_factor(factor)
     failing = FAILING
     before = baseline.table() if isinstance(baseline, Baseline) else baseline.copy()
     table = end_to_end(table)
@@ -925,8 +933,7 @@ def diff_results(a: pd.DataFrame, b: pd.DataFrame, *, factor: float = DEFAULT_FA
     import numpy as np
     import pandas as pd
 
-    if not (factor >= 1.0 and math.isfinite(factor)):
-        raise UsageError(f"factor={factor!r}: expected a finite number >= 1")
+    check_factor(factor)
     sides = []
     for df in (a, b):
         df = df.copy()

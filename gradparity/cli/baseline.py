@@ -11,11 +11,10 @@ rounding budget. Both exit 2 with a one-line message on a usage or file problem.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
-from gradparity.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, csv_list
+from gradparity.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, csv_list, factor_option
 from gradparity.cli.run import case_progress, select_run, status_counts_text
 from gradparity.core.errors import UsageError
 
@@ -132,7 +131,6 @@ def cmd_save(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from gradparity.ci.baseline import (
         COMPARED_METRICS,
-        DEFAULT_FACTOR,
         compare_with_baseline,
         differing_keys,
         environment_differences,
@@ -144,9 +142,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     )
     from gradparity.experiments.environment import environment
 
-    factor = DEFAULT_FACTOR if args.factor is None else args.factor
-    if not (math.isfinite(factor) and factor >= 1.0):
-        raise UsageError(f"--factor={args.factor!r}: expected a finite number >= 1")
+    factor = factor_option(args.factor)
     if args.out is not None:
         from gradparity.experiments.io import check_output_folder
 

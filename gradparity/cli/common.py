@@ -43,3 +43,11 @@ def check_tolerance_options(args) -> None:
         v = getattr(args, flag)
         if v is not None:
             check_finite_nonnegative(f"--{flag}", v)
+
+
+def factor_option(value: float | None) -> float:
+    """``--factor``: the allowed growth of an error (default `DEFAULT_FACTOR`), finite and
+    >= 1."""
+    from gradparity.ci.baseline import DEFAULT_FACTOR, check_factor
+
+    return check_factor(DEFAULT_FACTOR if value is None else value, name="--factor")

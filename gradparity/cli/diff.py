@@ -9,10 +9,9 @@ status changed or a row is on one side only, 2 on a usage or file problem.
 from __future__ import annotations
 
 import argparse
-import math
 from collections import Counter
 
-from gradparity.cli.common import EXIT_FAIL, EXIT_OK
+from gradparity.cli.common import EXIT_FAIL, EXIT_OK, factor_option
 from gradparity.core.errors import UsageError
 
 
@@ -37,16 +36,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     from gradparity.ci.baseline import (
-        DEFAULT_FACTOR,
         diff_results,
         environment_differences,
         format_diff,
         load_comparable,
     )
 
-    factor = DEFAULT_FACTOR if args.factor is None else args.factor
-    if not (math.isfinite(factor) and factor >= 1.0):
-        raise UsageError(f"--factor={args.factor!r}: expected a finite number >= 1")
+    factor = factor_option(args.factor)
     if args.limit < 0:
         raise UsageError(f"--limit={args.limit!r}: expected an integer >= 0")
     if args.csv is not None:
