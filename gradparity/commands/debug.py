@@ -25,8 +25,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a Python file with backpropagation(cache, Y, parameters) and, "
                    "optionally, forward(X, parameters) -> (AL, cache)")
     p.add_argument("--torch", metavar="MODULE:ATTR",
-                   help="an nn.Sequential to check instead: module:attr or file.py:attr "
-                   "(a callable is called with no arguments)")
+                   help="a PyTorch model to check instead: module:attr or file.py:attr "
+                   "naming an nn.Module, a class or a factory (called with no arguments)")
+    p.add_argument("--jax", metavar="MODULE:FN",
+                   help="a JAX function fn(params, X) -> outputs (or loss(params, X, Y), "
+                   "loss(params, batch)) to check instead")
+    p.add_argument("--params", metavar="NAME",
+                   help="--jax: the parameters in the function's file (a variable, or an "
+                   "init function; default: params, or an init_*params* function)")
+    p.add_argument("--loss", metavar="LOSS",
+                   help="--torch/--jax: the training loss: a torch loss class "
+                   "(CrossEntropyLoss, MSELoss(reduction='sum'), ...) or the name of a loss "
+                   "object or function in the model's file (default: the one the file names)")
     p.add_argument("--sizes", metavar="N0,...,NL",
                    help="layer widths (default: from parameters/layer_dims in FILE.py, else "
                    "4,5,5,1)")
@@ -111,8 +121,12 @@ def _write(result, out: str) -> Path:
 
 
 def cmd_debug(args: argparse.Namespace) -> int:
-    if (args.file is None) == (args.torch is None):
-        raise UsageError("debug: give either FILE.py (your backprop) or --torch MODULE:ATTR")
+    if sum(v is not None for v in (args.file, args.torch, args.jax)) != 1:
+        raise UsageError("debug: give one of FILE.py (your backprop), --torch MODULE:ATTR or "
+                         "--jax MODULE:FN")
+    for flag in ("loss", "params"):
+        if getattr(args, flag) is not None and args.file is not None:
+            raise UsageError(f"--{flag}: used with --torch or --jax only")
     if args.batch is not None and args.batch < 1:
         raise UsageError(f"--batch={args.batch}: expected a positive integer")
     if args.seed < 0:
@@ -123,20 +137,33 @@ def cmd_debug(args: argparse.Namespace) -> int:
     from gradparity.debug.session import (
         DEFAULT_BATCH,
         debug_numpy,
-        debug_torch,
-        load_torch_target,
         parse_sizes,
     )
+    from gradparity.debug.torch_session import debug_torch, import_target
 
     batch = args.batch if args.batch is not None else DEFAULT_BATCH
     if args.torch is not None:
         for flag in ("sizes", "activation", "backprop", "forward"):
             if getattr(args, flag) is not None:
                 raise UsageError(f"--{flag}: not used with --torch (the module defines it)")
-        model, label = load_torch_target(args.torch)
+        if args.params is not None:
+            raise UsageError("--params: used with --jax only")
+        model, label, module = import_target(args.torch)
         result = debug_torch(model, head=args.head, loss_form=args.loss_form, dtype=args.dtype,
                              batch=batch, seed=args.seed, rtol=args.rtol, atol=args.atol,
-                             backends=_backends(args.backends, ("jax",)), label=label)
+                             backends=_backends(args.backends, ("jax",)), label=label,
+                             loss=args.loss, module=module)
+    elif args.jax is not None:
+        for flag in ("sizes", "activation", "backprop", "forward"):
+            if getattr(args, flag) is not None:
+                raise UsageError(f"--{flag}: not used with --jax (the function defines it)")
+        from gradparity.debug.jax_model import debug_jax
+
+        fn, label, module = import_target(args.jax, "--jax")
+        result = debug_jax(fn, params=args.params, head=args.head, loss=args.loss,
+                           dtype=args.dtype, batch=batch, seed=args.seed, rtol=args.rtol,
+                           atol=args.atol, backends=_backends(args.backends, ("torch",)),
+                           label=label, module=module)
     else:
         sizes = parse_sizes(args.sizes) if args.sizes else None
         result = debug_numpy(args.file, sizes=sizes, activation=args.activation,

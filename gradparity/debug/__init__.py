@@ -22,6 +22,7 @@ from __future__ import annotations
 from gradparity.debug.diagnose import Diagnosis
 from gradparity.debug.localize import Check
 from gradparity.debug.result import DebugResult
-from gradparity.debug.session import debug_numpy, debug_torch
+from gradparity.debug.session import debug_numpy
+from gradparity.debug.torch_session import debug_torch
 
 __all__ = ["Check", "DebugResult", "Diagnosis", "debug_numpy", "debug_torch"]

@@ -1,0 +1,178 @@
+"""``gradparity debug --torch`` on models written as PyTorch code is written: subclasses with
+functional or module activations, Sequential with Flatten/Dropout, custom autograd.Function
+layers (a correct backward and three wrong ones), each end to end through the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from gradparity.cli import main  # noqa: E402
+from gradparity.debug import debug_torch  # noqa: E402
+from gradparity.errors import UsageError  # noqa: E402
+
+MODELS = Path(__file__).resolve().parent / "debug_cases" / "models"
+
+
+def cli(capsys, monkeypatch, target: str, *extra: str) -> tuple[int, str, str]:
+    monkeypatch.chdir(MODELS)
+    code = main(["debug", "--torch", target, "--backends", "none", *extra])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_subclass_with_functional_activations_and_log_softmax(capsys, monkeypatch):
+    code, out, err = cli(capsys, monkeypatch, "mnist_functional.py:Net")
+    assert code == 0, out + err
+    assert ("recovered   Linear(784, 64) -> relu -> Linear(64, 32) -> relu -> Linear(32, 10) "
+            "-> log_softmax -> head softmax_ce") in out
+    assert "line 30: loss = F.nll_loss(output, target)" in out
+    assert "float32, m = 8 examples" in out
+    assert "Result: everything agrees. Exit 0." in out
+
+
+def test_subclass_with_module_activations_and_mse_mean_scaling(capsys, monkeypatch):
+    code, out, err = cli(capsys, monkeypatch, "regressor_modules.py:Regressor")
+    assert code == 0, out + err
+    assert "Linear(6, 20) -> tanh -> Linear(20, 20) -> tanh -> Linear(20, 3) -> head " \
+        "linear_mse" in out
+    assert "nn.MSELoss(reduction='mean') = J x 2/n_out = 0.666667 x the seed's J" in out
+    code, out, _ = cli(capsys, monkeypatch, "regressor_modules.py:model", "--loss",
+                       "MSELoss(reduction='sum')")
+    assert code == 0 and "= J x 2m = 16 x the seed's J" in out
+
+
+def test_the_scaling_is_applied_not_just_named(monkeypatch):
+    monkeypatch.chdir(MODELS)
+    from gradparity.debug.torch_session import import_target
+
+    model, label, module = import_target("regressor_modules.py:model")
+    mean = debug_torch(model, backends=(), module=module)
+    plain = debug_torch(model, backends=(), head="linear_mse")
+    assert mean.passed and plain.passed
+    assert mean.convention.factor == pytest.approx(2 / 3)
+    for k in ("dW1", "dZ2", "dA0"):
+        c_mean, c_plain = mean.check(k), plain.check(k)
+        assert c_mean.status == c_plain.status == "pass"
+
+
+def test_sequential_with_flatten_and_dropout_in_train_mode(capsys, monkeypatch):
+    code, out, err = cli(capsys, monkeypatch, "sequential_dropout.py:build")
+    assert code == 0, out + err
+    assert "Dropout held as the identity ([3], [6])" in out
+    assert "it was in train() mode: checked in eval() mode (Dropout off)" in out
+    assert "from your file (loss_fn): nn.CrossEntropyLoss(reduction='mean')" in out
+
+
+def test_batchnorm_is_refused_in_one_line(capsys, monkeypatch):
+    code, out, err = cli(capsys, monkeypatch, "sequential_dropout.py:with_batchnorm")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "module [2] BatchNorm1d(32, " in err and "a normalisation layer" in err
+
+
+def test_correct_custom_backwards_pass(capsys, monkeypatch):
+    code, out, err = cli(capsys, monkeypatch, "custom_backward.py:correct")
+    assert code == 0, out + err
+    assert "Linear(5, 8) [custom LinearFunction] -> sigmoid [custom SigmoidFunction]" in out
+    code, out, err = cli(capsys, monkeypatch, "custom_backward.py:relu_correct")
+    assert code == 0, out + err
+
+
+@pytest.mark.parametrize("factory, first, code, line, also", [
+    ("wrong_bias_mean", "db2", "extra_1_over_m", "def backward(ctx, grad_output):", ["db1"]),
+    ("wrong_sigmoid_at_output", "dZ2", "derivative_at_A", "def backward(ctx, grad_output):",
+     ["dZ1"]),
+    ("wrong_relu_mask", "dZ1", "missing_derivative", "def backward(ctx, grad_output):", []),
+])
+def test_a_wrong_custom_backward_is_named_at_its_layer(capsys, monkeypatch, factory, first,
+                                                       code, line, also):
+    exit_code, out, err = cli(capsys, monkeypatch, f"custom_backward.py:{factory}")
+    assert exit_code == 1, out + err
+    assert f"First divergence: {first}" in out
+    assert f"[{code}]" in out
+    assert line in out
+    from gradparity.debug.torch_session import import_target
+
+    model, label, module = import_target(f"custom_backward.py:{factory}")
+    r = debug_torch(model, backends=(), module=module, label=label)
+    assert r.first.key == first and r.first.diagnosis.code == code
+    assert [c.key for c in r.findings] == [first, *also]
+    assert r.first.location.file.endswith("custom_backward.py")
+    assert ".backward" in r.first.reason
+
+
+def test_the_model_and_its_gradients_are_untouched():
+    import sys
+
+    sys.path.insert(0, str(MODELS))
+    import custom_backward as cb
+
+    model = cb.correct()
+    before = [p.detach().clone() for p in model.parameters()]
+    model.train()
+    r = debug_torch(model, backends=())
+    assert r.passed
+    assert model.training
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert all(p.grad is None for p in model.parameters())
+    assert torch.autograd.Function.apply.__func__ is not None
+
+
+@pytest.mark.parametrize("name, text", [
+    ("F.relu", "torch.nn.functional.relu(self.fc1(x))"),
+    ("torch.relu", "torch.relu(self.fc1(x))"),
+    ("x.clamp", "self.fc1(x).clamp(min=0)"),
+    ("maximum", "torch.maximum(self.fc1(x), torch.tensor(0.0, dtype=x.dtype))"),
+    ("leaky", "torch.nn.functional.leaky_relu(self.fc1(x), 0.01)"),
+    ("gelu", "torch.nn.functional.gelu(self.fc1(x), approximate='tanh')"),
+    ("elu", "torch.nn.functional.elu(self.fc1(x))"),
+    ("silu", "torch.nn.functional.silu(self.fc1(x))"),
+    ("softplus", "torch.nn.functional.softplus(self.fc1(x))"),
+    ("sigmoid", "torch.sigmoid(self.fc1(x))"),
+    ("tanh", "self.fc1(x).tanh()"),
+    ("inplace", "torch.nn.functional.relu(self.fc1(x), inplace=True)"),
+])
+def test_functional_activations_are_recognised(tmp_path, name, text):
+    src = f'''
+import torch
+from torch import nn
+
+
+class M(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(3)
+        self.fc1 = nn.Linear(4, 6)
+        self.fc2 = nn.Linear(6, 2)
+
+    def forward(self, x):
+        h = {text}
+        return torch.sigmoid(self.fc2(h))
+'''
+    f = tmp_path / "m.py"
+    f.write_text(src)
+    from gradparity.debug.torch_session import import_target
+
+    model, label, module = import_target(f"{f}:M")
+    r = debug_torch(model, backends=(), module=module, dtype="float64")
+    expected = {"F.relu": "relu", "torch.relu": "relu", "x.clamp": "relu", "maximum": "relu",
+                "leaky": "leaky_relu", "gelu": "gelu_tanh", "elu": "elu", "silu": "silu",
+                "softplus": "softplus", "sigmoid": "sigmoid", "tanh": "tanh",
+                "inplace": "relu"}[name]
+    assert r.spec.activation == expected
+    assert r.spec.head == "sigmoid_bce" and r.spec.loss_form == "probs"
+    assert r.passed, r.report()
+
+
+def test_a_factory_needing_arguments_is_a_usage_error(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text("from torch import nn\n\ndef make(width):\n    return nn.Linear(3, width)\n")
+    from gradparity.debug.torch_session import import_target
+
+    obj, label, _ = import_target(f"{f}:make")
+    with pytest.raises(UsageError, match="calling make\\(\\) raised TypeError"):
+        debug_torch(obj, label=label)
