@@ -255,6 +255,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     from gradparity.errors import UsageError
 
     args, fields, _ = _marker_split(marker)
+    if "model" in fields:  # your own model(s): one item each; other fields are its options
+        models = fields["model"] if isinstance(fields["model"], (list, tuple)) else [
+            fields["model"]]
+        metafunc.parametrize("gradparity_spec", models, ids=[
+            m if isinstance(m, str) else getattr(m, "__name__", type(m).__name__)
+            for m in models], indirect=True)
+        return
     try:
         specs = marker_specs(args, fields)
     except UsageError as e:
@@ -291,13 +298,19 @@ class GradparityCheck:
             pytest.fail("gradparity_check(): give a Spec, a list of Specs or a Case, or mark "
                         "the test with @pytest.mark.gradparity(...)", pytrace=False)
         opts = self.options
+        model_options = {k: v for k, v in opts.items()
+                         if k not in _CHECK_OPTIONS and k != "model"}
         result = check_grads(
             target,
             backends if backends is not None else opts.get("backends") or DEFAULT_BACKENDS,
             rtol=rtol if rtol is not None else opts.get("rtol"),
             atol=atol if atol is not None else opts.get("atol"),
             policy=policy or opts.get("policy") or "allclose",
-            floors=self._state.update)
+            floors=self._state.update, **(model_options if target is self.spec else {}))
+        if not result.cases:  # a model check: judged on its own, not against a baseline
+            if result.problems:
+                raise AssertionError(result.message())
+            return result.table
         if self._state.update:
             self._state.record(result)
         if result.problems:
@@ -315,6 +328,8 @@ def gradparity_check(request: pytest.FixtureRequest, gradparity_spec: Any) -> Gr
     assert that gradients match the reference (and the session's baseline, if any)."""
     marker = request.node.get_closest_marker("gradparity")
     options = _marker_split(marker)[2] if marker is not None else {}
+    if marker is not None and "model" in marker.kwargs:
+        options = {**options, **_marker_split(marker)[1]}
     return GradparityCheck(request.config.stash[_STATE], gradparity_spec, options)
 
 
