@@ -68,7 +68,7 @@ def cmd_model_check(args: argparse.Namespace) -> int:
     if args.torch:
         from gradparity.debug.torch_session import instantiate
 
-        target = instantiate(target, label)
+        target = instantiate(target, label, module)
     options = {"module": module, "label": label, "loss": args.loss, "params": args.params,
                "head": args.head, "dtype": args.dtype, "batch": args.batch, "seed": args.seed}
     if args.torch and args.params is not None:

@@ -72,6 +72,10 @@ class LossChoice:
         if self.fn is None:
             return ("true partials of the seed's J = (1/m) sum of losses (autograd of your "
                     "module); compared directly")
+        if self.scale == 1.0 and not (self.kind in ("ce", "nll") and self.reduction == "mean"):
+            return (f"your loss {self.name} = J x "
+                    f"{_factor_text(self.kind, self.reduction, n_out, m)} = the seed's J here "
+                    f"(n_out = {n_out}); true partials compared directly")
         if self.kind in ("ce", "nll") and self.reduction == "mean":
             return (f"your loss {self.name} is the seed's J = (1/m) sum of losses; true "
                     "partials compared directly")
@@ -138,14 +142,14 @@ def _parse_text(text: str, nn: Any, where: str) -> Any:
 
 
 def _from_source(module: ModuleType | None, nn: Any, F: Any
-                 ) -> tuple[tuple[str, str, Callable, str], str] | None:
-    """The one loss the file's source names (with its reduction), and where."""
+                 ) -> list[tuple[tuple[str, str, Callable, str], str]]:
+    """The losses the file's source names (with their reductions), and where, in order."""
     if module is None:
-        return None
+        return []
     try:
         lines, _ = inspect.getsourcelines(module)
     except (OSError, TypeError):
-        return None
+        return []
     found: dict[str, tuple[Any, int, str]] = {}
     for i, line in enumerate(lines, 1):
         code = line.split("#", 1)[0]
@@ -166,60 +170,73 @@ def _from_source(module: ModuleType | None, nn: Any, F: Any
                 name = f"F.{fname}(reduction={reduction!r})"
             found.setdefault(f"{kind}/{reduction}", ((kind, reduction, obj, name), i,
                                                      line.strip()))
-    if len(found) != 1:
-        return None
-    got, line, text = next(iter(found.values()))
-    return got, f"named in your file (line {line}: {text})"
+    return [(got, f"named in your file (line {line}: {text})")
+            for got, line, text in found.values()]
 
 
 def choose_loss(loss: Any, output: str, n_out: int, m: int, module: ModuleType | None,
                 head: str | None, label: str) -> LossChoice:
-    """The head and scaling set by the user's loss (or by ``head``, or the default)."""
+    """The head and scaling set by the user's loss (or by ``head``, or the default).
+
+    A loss given explicitly that does not fit the model's output is a `UsageError`; losses
+    found in the file are tried in turn and one that does not fit is skipped (and named)."""
     from gradparity.debug.torch_model import import_torch
 
     _, nn, F = import_torch()
     if head is not None and loss is None:
         return _seed_head(head, output, n_out, label, "given (--head)")
-    how = "given"
-    obj = loss
-    parsed: tuple[str, str, Callable, str] | None = None
-    if isinstance(loss, str):
-        obj = _parse_text(loss, nn, f"loss={loss!r}")
-        if obj is None:
-            target = getattr(module, loss, None) if module is not None else None
-            if target is None:
-                raise UsageError(f"--loss={loss!r}: expected a torch loss class such as "
-                                 "CrossEntropyLoss or MSELoss(reduction='sum'), or the name "
-                                 "of a loss object or function in your file")
-            obj = target
-            how = f"given ({loss} in your file)"
-    elif loss is None and module is not None:
-        objs = [(n, getattr(module, n)) for n in _PREFERRED if isinstance(
-            getattr(module, n, None), nn.Module) and type(getattr(module, n)).__name__
-            in _CLASSES]
-        if not objs:
-            objs = [(n, v) for n, v in vars(module).items() if isinstance(v, nn.Module)
-                    and type(v).__name__ in _CLASSES]
-        if objs:
-            obj, how = objs[0][1], f"from your file ({objs[0][0]})"
-        else:
-            src = _from_source(module, nn, F)
-            if src is not None:
-                parsed, how = src
-    if obj is None and parsed is None:
-        kind = _DEFAULT_KIND.get(output)
-        if kind is None and output == "identity":
-            kind = "ce" if n_out > 1 else "bce_logits"
-        if output == "softmax":
-            return _seed_head("softmax_ce", output, n_out, label,
-                              "default for a softmax output (cross-entropy of the "
-                              "probabilities)", form="probs")
-        pair = _PAIRS[(output, kind)]
-        return LossChoice(pair[0], pair[1], kind, "", 1.0,
-                          f"default for {_output_text(output, n_out)} (--loss to change)",
-                          None, "")
-    kind, reduction, fn, name = parsed or _from_object(
-        obj, nn, F, f"{label}: loss {getattr(obj, '__name__', type(obj).__name__)}")
+    if loss is not None:
+        how = "given"
+        obj = loss
+        if isinstance(loss, str):
+            obj = _parse_text(loss, nn, f"loss={loss!r}")
+            if obj is None:
+                target = getattr(module, loss, None) if module is not None else None
+                if target is None:
+                    raise UsageError(f"--loss={loss!r}: expected a torch loss class such as "
+                                     "CrossEntropyLoss or MSELoss(reduction='sum'), or the "
+                                     "name of a loss object or function in your file")
+                obj = target
+                how = f"given ({loss} in your file)"
+        parsed = _from_object(obj, nn, F, f"{label}: loss "
+                              f"{getattr(obj, '__name__', type(obj).__name__)}")
+        return _pair(parsed, how, output, n_out, m, head, label)
+    found: list[tuple[tuple[str, str, Callable, str], str]] = []
+    if module is not None:
+        names = [n for n in _PREFERRED if n in vars(module)]
+        names += [n for n in vars(module) if n not in names]
+        for n in names:
+            v = getattr(module, n)
+            if isinstance(v, nn.Module) and type(v).__name__ in _CLASSES:
+                found.append((_from_object(v, nn, F, f"{label}: {n}"),
+                              f"from your file ({n})"))
+        found += _from_source(module, nn, F)
+    skipped = []
+    for parsed, how in found:
+        try:
+            return _pair(parsed, how, output, n_out, m, head, label)
+        except UsageError as exc:
+            skipped.append((parsed[3], str(exc).split(": ", 2)[-1]))
+    kind = _DEFAULT_KIND.get(output)
+    if kind is None and output == "identity":
+        kind = "ce" if n_out > 1 else "bce_logits"
+    note = ""
+    if skipped:
+        names = ", ".join(dict.fromkeys(n for n, _ in skipped))
+        note = f"; {names} in your file does not fit: {skipped[0][1]}"
+    if output == "softmax":
+        return _seed_head("softmax_ce", output, n_out, label,
+                          "default for a softmax output (cross-entropy of the "
+                          f"probabilities){note}", form="probs")
+    pair = _PAIRS[(output, kind)]
+    return LossChoice(pair[0], pair[1], kind, "", 1.0,
+                      f"default for {_output_text(output, n_out)} (--loss to change){note}",
+                      None, "")
+
+
+def _pair(parsed: tuple[str, str, Callable, str], how: str, output: str, n_out: int, m: int,
+          head: str | None, label: str) -> LossChoice:
+    kind, reduction, fn, name = parsed
     if kind == "custom":
         default = choose_loss(None, output, n_out, m, None, head, label)
         return LossChoice(default.head, default.form, "custom", "", float("nan"),

@@ -72,9 +72,36 @@ def import_target(target: str, option: str = "--torch") -> tuple[Any, str, Modul
     return obj, target, module
 
 
-def instantiate(obj: Any, label: str) -> Any:
-    """An ``nn.Module`` from an instance, a class with a no-argument constructor or a
-    factory function."""
+def _from_module(obj: Any, module: ModuleType | None) -> tuple[Any, str] | None:
+    """A class whose constructor needs arguments, made as the file makes it: from module
+    variables of the same names (``NeuralNet(input_size, hidden_size, num_classes)``), or an
+    instance of it at the top level of the file."""
+    import inspect
+
+    if module is None or not inspect.isclass(obj):
+        return None
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return None
+    required = [p.name for p in sig.parameters.values()
+                if p.default is inspect.Parameter.empty
+                and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if required and all(hasattr(module, n) for n in required):
+        try:
+            return obj(**{n: getattr(module, n) for n in required}), \
+                f"{obj.__name__}({', '.join(required)}) with your file's values"
+        except Exception:  # noqa: BLE001 - fall back to an instance in the file
+            pass
+    for n, v in vars(module).items():
+        if type(v) is obj:
+            return v, f"the instance {n} in your file"
+    return None
+
+
+def instantiate(obj: Any, label: str, module: ModuleType | None = None) -> Any:
+    """An ``nn.Module`` from an instance, a class with a no-argument constructor (or one
+    the file shows how to build, see `_from_module`) or a factory function."""
     from gradparity.debug.torch_model import import_torch
 
     _, nn, _ = import_torch()
@@ -87,6 +114,9 @@ def instantiate(obj: Any, label: str) -> Any:
     try:
         made = obj()
     except TypeError as exc:
+        made_from = _from_module(obj, module)
+        if made_from is not None:
+            return made_from[0]
         raise UsageError(f"{label}: calling {name}() raised TypeError: {exc} (give an instance "
                          "or a factory that takes no arguments)") from None
     except Exception as exc:  # noqa: BLE001 - the user's factory failed
@@ -179,7 +209,7 @@ def debug_torch(
 
     torch, _, _ = import_torch()
     label = label or getattr(model, "__name__", None) or type(model).__name__
-    model = instantiate(model, label)
+    model = instantiate(model, label, module)
     _check_choice("head", head, tuple(HEADS))
     _check_choice("dtype", dtype, DTYPES)
     backends = _check_backends(backends)
