@@ -176,3 +176,49 @@ def test_a_factory_needing_arguments_is_a_usage_error(tmp_path):
     obj, label, _ = import_target(f"{f}:make")
     with pytest.raises(UsageError, match="calling make\\(\\) raised TypeError"):
         debug_torch(obj, label=label)
+
+
+CONSTRUCTOR_ARGS = '''
+import torch.nn as nn
+
+input_size, hidden_size, num_classes = 12, 7, 3
+
+
+class NeuralNet(nn.Module):
+    def __init__(self, input_size, hidden_size, num_classes):
+        super().__init__()
+        self.fc1 = nn.Linear(input_size, hidden_size)
+        self.relu = nn.ReLU()
+        self.fc2 = nn.Linear(hidden_size, num_classes)
+
+    def forward(self, x):
+        return self.fc2(self.relu(self.fc1(x)))
+
+
+class Other(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.fc = nn.Linear(4, width)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+other = Other(2)
+criterion = nn.BCELoss()  # for another model of the file: does not fit logits
+'''
+
+
+def test_a_class_is_built_as_the_file_builds_it(tmp_path, capsys, monkeypatch):
+    (tmp_path / "net.py").write_text(CONSTRUCTOR_ARGS)
+    monkeypatch.chdir(tmp_path)
+    assert main(["debug", "--torch", "net.py:NeuralNet", "--backends", "none"]) == 0
+    out = capsys.readouterr().out
+    assert "Linear(12, 7) -> relu -> Linear(7, 3) -> head softmax_ce" in out
+    assert ("default for logits (3 outputs) (--loss to change); nn.BCELoss(reduction='mean') "
+            "in your file does not fit") in out
+    assert main(["debug", "--torch", "net.py:Other", "--backends", "none"]) == 0
+    assert "Linear(4, 2) -> head softmax_ce" in capsys.readouterr().out
+    assert main(["debug", "--torch", "net.py:NeuralNet", "--loss", "criterion"]) == 2
+    assert "logits (3 outputs) with nn.BCELoss(reduction='mean') is no gradparity head" in \
+        capsys.readouterr().err
