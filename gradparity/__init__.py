@@ -32,6 +32,7 @@ _LAZY = {
     "SUITES": "gradparity.experiments.suites",
     "debug_numpy": "gradparity.debug",
     "debug_torch": "gradparity.debug",
+    "debug_jax": "gradparity.debug",
     "DebugResult": "gradparity.debug",
     "run_selftest": "gradparity.selftest",
     "oracle_gradients": "gradparity.oracle",
@@ -80,6 +81,7 @@ __all__ = [
     "compare_with_baseline",
     "debug_numpy",
     "debug_torch",
+    "debug_jax",
     "oracle_gradients",
     "run_selftest",
     "save_baseline",
@@ -107,7 +109,7 @@ if TYPE_CHECKING:
         rerun_baseline,
         save_baseline,
     )
-    from gradparity.debug import DebugResult, debug_numpy, debug_torch
+    from gradparity.debug import DebugResult, debug_jax, debug_numpy, debug_torch
     from gradparity.experiments.report import write_results
     from gradparity.experiments.runner import run_specs
     from gradparity.experiments.suites import SUITES
