@@ -28,6 +28,7 @@ from gradparity.errors import UsageError
 class RecoveredRun(ModuleRun):
     scale: float = 1.0
     scale_text: str = ""
+    output: str = ""  # what the model printed
 
 
 def _owner(step: Step) -> str:
@@ -105,6 +106,7 @@ def run_recovered(model: Any, recovered: Recovered, choice: LossChoice, case: An
 
     with torch.enable_grad():
         rec, out, failure = run_forward(model, x, label, hook)
+        run.output = rec.output
         if failure is not None:
             done = {s.index for s in rec.steps}
             at = next((k for k, s in owned.items() if s.index not in done

@@ -303,7 +303,8 @@ def debug_torch(
                                         choice.convention(n_out, spec.batch)
                                         if choice.kind != "custom" else run.scale_text)
     return DebugResult("torch", label, spec, case, checks, convention, frameworks,
-                       tol, versus=versus, versus_name=versus_name, notes=notes)
+                       tol, versus=versus, versus_name=versus_name, notes=notes,
+                       user_output=run.output)
 
 
 def _to_numpy(v: Any) -> Any:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import io
 import linecache
 import sys
 from collections.abc import Callable, Iterator
@@ -62,6 +63,7 @@ class Step:
     bias: str = ""
     shape: tuple[int, ...] = ()
     index: int = -1  # the position of its output among the recorded tensors
+    parent: int = -1  # the position of the path tensor it was applied to
 
 
 @dataclass
@@ -183,6 +185,9 @@ def _classify(func: Any, args: tuple, kwargs: dict, torch: Any, F: Any, chain_po
                 torch.squeeze, T.unsqueeze, torch.unsqueeze, T.contiguous, T.view_as,
                 T.reshape_as, T.float, T.double, T.to, T.type_as, T.clone):
         return ("reshape", name)
+    if name in ("matmul", "mm", "__matmul__", "__rmatmul__", "addmm", "bmm"):
+        return (f"{name} (x @ W with a raw tensor: gradparity follows nn.Linear / F.linear "
+                "layers)")
     if func in (F.batch_norm, torch.batch_norm, F.layer_norm, torch.layer_norm):
         return f"{name}: a normalisation layer is not part of a gradparity MLP"
     if name in acts and acts[name]:
@@ -268,10 +273,13 @@ class Recorder:
         self.error: str | None = None
         self.dropouts: list[Step] = []
         self.busy = False  # the recorder's own torch calls pass through
+        self.output = ""  # what the forward printed
 
     # path tensors
-    def add(self, tensor: Any, step: Step | None) -> None:
+    def add(self, tensor: Any, step: Step | None, parent: Any = None) -> None:
         idx = len(self.records)
+        if step is not None and parent is not None:
+            step.parent = self.ids[id(parent)]
         self.records.append(_Record(tensor, tensor.detach().clone(), step))
         self.ids[id(tensor)] = idx
         if step is not None:
@@ -289,6 +297,11 @@ class Recorder:
         return self.module_stack[-1] if self.module_stack else ("", None)
 
     def fail(self, what: str, location: Location | None) -> None:
+        text = self.fail_text(what, location)
+        self.error = text
+        raise _Unsupported(text)
+
+    def fail_text(self, what: str, location: Location | None) -> str:
         name, mod = self.where()
         if mod is not None and type(mod).__module__.split(".")[0] == "torch" and not \
                 isinstance(mod, (self.nn.Sequential, self.nn.ModuleList, self.nn.ModuleDict)):
@@ -298,8 +311,7 @@ class Recorder:
             at = f" at {location.short} ({location.source})" if location else ""
             text = (f"{self.label}: {what} on the path from input to output{at} is not "
                     f"supported; supported: {SUPPORTED}")
-        self.error = text
-        raise _Unsupported(text)
+        return text
 
     # torch calls
     def call(self, func: Any, args: tuple, kwargs: dict) -> Any:
@@ -328,7 +340,14 @@ class Recorder:
                 if out is not None or getattr(func, "__name__", "") in ("__repr__",
                                                                          "__format__"):
                     return out
-            self.fail(got, loc)
+                self.fail(got, loc)
+            if not out.is_floating_point():  # isnan(), argmax(): not on the path
+                return out
+            # unsupported, unless it turns out to be a side computation (x.mean() for a log)
+            x = args[on[0]] if on else on_kw[0]
+            self.add(out, Step("unknown", self.fail_text(got, loc), loc, self.where()[0],
+                               getattr(func, "__name__", "")), x)
+            return out
         kind, name = got
         x = args[on[0]] if on else on_kw[0]
         name_mod, mod = self.where()
@@ -358,7 +377,7 @@ class Recorder:
             step.name = step.weight
         if kind == "reshape" and out.dtype != x.dtype:
             self.fail(f"{getattr(func, '__name__', func)} changing the dtype", loc)
-        self.add(out, step)
+        self.add(out, step, x)
         return out
 
     def custom(self, cls: type, args: tuple, out: Any) -> Any:
@@ -395,7 +414,7 @@ class Recorder:
                     self.fail(f"{cls.__name__}.apply (a custom autograd.Function) computes "
                               "none of the supported activations", loc)
                 step.kind, step.name = "activation", found
-        self.add(out, step)
+        self.add(out, step, x)
         return out
 
 
@@ -507,6 +526,8 @@ def _static_check(model: Any, label: str) -> None:
     except Exception as exc:  # noqa: BLE001 - fx fails on much legit code: only one case counts
         if type(exc).__name__ == "TraceError" and "control flow" in str(exc):
             loc = innermost_user_frame(exc.__traceback__)
+            if loc is not None and loc.source.startswith("assert "):
+                return  # a check, not a branch: the eager run sees the only path
             at = f" at {loc.short} ({loc.source})" if loc else ""
             raise UsageError(f"{label}: forward branches on a tensor's value{at}: "
                              "data-dependent control flow is not an MLP; supported: "
@@ -519,7 +540,18 @@ def structure_of(rec: Recorder, output: Any, label: str) -> Recovered:
     if not isinstance(output, torch.Tensor) or not rec.on_path(output):
         raise UsageError(f"{label}: its forward does not return a tensor computed from its "
                          "input by the calls gradparity follows; supported: " + SUPPORTED)
-    steps = [s for s in rec.steps if s.index <= rec.ids[id(output)]]
+    on_path: set[int] = set()
+    idx: int | None = rec.ids[id(output)]
+    while idx is not None and idx > 0:
+        on_path.add(idx)
+        step = rec.records[idx].step
+        idx = step.parent if step is not None else None
+    if idx != 0:  # pragma: no cover - every recorded tensor descends from the input
+        raise UsageError(f"{label}: its output is not computed from its input")
+    steps = [s for s in rec.steps if s.index in on_path]
+    unknown = next((s for s in steps if s.kind == "unknown"), None)
+    if unknown is not None:
+        raise UsageError(unknown.name)
     linears: list[Step] = []
     acts: list[Step | None] = []
     squeezed = False
@@ -610,13 +642,15 @@ def run_forward(model: Any, x: Any, label: str, hook: Callable[[int, Any], None]
     rec = Recorder(model, label, hook)
     rec.add(x, None)
     out, failure = None, None
-    with recording(rec):
+    printed = io.StringIO()
+    with recording(rec), contextlib.redirect_stdout(printed):
         try:
             out = model(x)
         except _Unsupported:
             pass
         except Exception as exc:  # noqa: BLE001 - the user's forward raised
             failure = exc
+    rec.output = printed.getvalue()
     if rec.error:
         raise UsageError(rec.error)
     return rec, out, failure
