@@ -222,3 +222,50 @@ def test_a_class_is_built_as_the_file_builds_it(tmp_path, capsys, monkeypatch):
     assert main(["debug", "--torch", "net.py:NeuralNet", "--loss", "criterion"]) == 2
     assert "logits (3 outputs) with nn.BCELoss(reduction='mean') is no gradparity head" in \
         capsys.readouterr().err
+
+
+SIDE_COMPUTATIONS = '''
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+class Logged(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(6, 10)
+        self.fc2 = nn.Linear(10, 3)
+
+    def forward(self, x):
+        h = F.relu(self.fc1(x))
+        self.last_mean = h.mean()
+        assert not torch.isnan(h).any()
+        print("hidden", tuple(h.shape))
+        return self.fc2(h)
+
+
+class Scaled(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(6, 10)
+        self.fc2 = nn.Linear(10, 3)
+
+    def forward(self, x):
+        h = F.relu(self.fc1(x)) * 2.0
+        return self.fc2(h)
+'''
+
+
+def test_side_computations_are_not_layers_but_changes_on_the_path_are(tmp_path, capsys,
+                                                                       monkeypatch):
+    (tmp_path / "side.py").write_text(SIDE_COMPUTATIONS)
+    monkeypatch.chdir(tmp_path)
+    assert main(["debug", "--torch", "side.py:Logged", "--backends", "none"]) == 0
+    out = capsys.readouterr().out
+    assert "Linear(6, 10) -> relu -> Linear(10, 3) -> head softmax_ce" in out
+    assert "Your code printed 1 line:\n  | hidden (8, 10)" in out
+    assert not out.startswith("hidden")
+    assert main(["debug", "--torch", "side.py:Scaled", "--backends", "none"]) == 2
+    err = capsys.readouterr().err
+    assert "mul on the path from input to output at side.py:28 (h = F.relu(self.fc1(x)) * " \
+        "2.0) is not supported" in err
