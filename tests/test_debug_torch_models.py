@@ -269,3 +269,48 @@ def test_side_computations_are_not_layers_but_changes_on_the_path_are(tmp_path, 
     err = capsys.readouterr().err
     assert "mul on the path from input to output at side.py:28 (h = F.relu(self.fc1(x)) * " \
         "2.0) is not supported" in err
+
+
+FROM_SCRATCH = '''
+import torch
+from torch import nn
+
+
+class Scratch(nn.Module):
+    def __init__(self, n_in=6, n_hidden=10, n_out=3):
+        super().__init__()
+        torch.manual_seed(0)
+        self.W1 = nn.Parameter(torch.randn(n_in, n_hidden) * 0.3)
+        self.b1 = nn.Parameter(torch.zeros(n_hidden))
+        self.W2 = nn.Parameter(torch.randn(n_hidden, n_out) * 0.3)
+        self.b2 = nn.Parameter(torch.zeros(n_out))
+
+    def forward(self, x):
+        h = torch.sigmoid(x @ self.W1 + self.b1)
+        return torch.softmax(h @ self.W2 + self.b2, dim=1)
+
+
+class NoBias(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.W1 = nn.Parameter(torch.randn(6, 4))
+
+    def forward(self, x):
+        return x @ self.W1
+'''
+
+
+def test_a_linear_layer_written_as_x_at_w_plus_b(tmp_path, capsys, monkeypatch):
+    (tmp_path / "scratch.py").write_text(FROM_SCRATCH)
+    monkeypatch.chdir(tmp_path)
+    from gradparity.debug.torch_session import import_target
+
+    model, label, module = import_target("scratch.py:Scratch")
+    r = debug_torch(model, backends=(), dtype="float64", module=module, label=label)
+    assert r.passed, r.report()
+    np_w1 = r.case.parameters["W1"]
+    assert np_w1.shape == (10, 6)  # column-major: W1 transposed
+    assert r.notes["network"] == ("Linear(6, 10) -> sigmoid -> Linear(10, 3) -> softmax -> "
+                                  "head softmax_ce (probs)")
+    assert main(["debug", "--torch", "scratch.py:NoBias"]) == 2
+    assert "x @ W1 without a bias parameter added" in capsys.readouterr().err

@@ -188,9 +188,10 @@ def run_recovered(model: Any, recovered: Recovered, choice: LossChoice, case: An
             run.values[key("dZ", i)] = v.T
         w, b = params[lin.weight], params[lin.bias]
         if w.grad is not None:
-            run.values[key("dW", i)] = g(w.grad)
+            gw = g(w.grad)
+            run.values[key("dW", i)] = np.ascontiguousarray(gw.T) if lin.layout == "xW" else gw
         if b.grad is not None:
-            run.values[key("db", i)] = g(b.grad)[:, None]
+            run.values[key("db", i)] = g(b.grad).reshape(-1, 1)
     for i, act in enumerate(again.activations, 1):
         v = grads.get(act.index) if act.text else grads.get(again.linears[i - 1].index)
         if v is not None:

@@ -241,8 +241,9 @@ def debug_torch(
     params = dict(work.named_parameters())
     parameters = {}
     for i, lin in enumerate(recovered.linears, 1):
-        parameters[f"W{i}"] = params[lin.weight].detach().cpu().double().numpy()
-        parameters[f"b{i}"] = params[lin.bias].detach().cpu().double().numpy()[:, None]
+        w = params[lin.weight].detach().cpu().double().numpy()
+        parameters[f"W{i}"] = w.T if lin.layout == "xW" else w
+        parameters[f"b{i}"] = params[lin.bias].detach().cpu().double().numpy().reshape(-1, 1)
     case = _with_parameters(make_case(spec), parameters)
     tol = _tolerance(dtype, rtol, atol)
 

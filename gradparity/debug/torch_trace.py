@@ -64,6 +64,7 @@ class Step:
     shape: tuple[int, ...] = ()
     index: int = -1  # the position of its output among the recorded tensors
     parent: int = -1  # the position of the path tensor it was applied to
+    layout: str = ""  # linear: "" for F.linear's W (n_out, n_in), "xW" for x @ W + b
 
 
 @dataclass
@@ -274,6 +275,7 @@ class Recorder:
         self.dropouts: list[Step] = []
         self.busy = False  # the recorder's own torch calls pass through
         self.output = ""  # what the forward printed
+        self.pending: dict[int, tuple[Step, int]] = {}  # x @ W outputs awaiting + b
 
     # path tensors
     def add(self, tensor: Any, step: Step | None, parent: Any = None) -> None:
@@ -331,6 +333,9 @@ class Recorder:
         if len({id(a) for a in on_nested}) > 1 or (on_kw and on):
             self.fail(f"{getattr(func, '__name__', func)} joins two tensors of the path (a "
                       "skip connection or a sum)", loc)
+        raw = self._raw_linear(func, args, kwargs, on, loc)
+        if raw is not None:
+            return raw
         got = _classify(func, args, kwargs, torch, self.F, on[0] if on else 0)
         if isinstance(got, str):
             out = None
@@ -379,6 +384,38 @@ class Recorder:
             self.fail(f"{getattr(func, '__name__', func)} changing the dtype", loc)
         self.add(out, step, x)
         return out
+
+    def _raw_linear(self, func: Any, args: tuple, kwargs: dict, on: list[int],
+                    loc: Location | None) -> Any:
+        """``x @ W`` then ``+ b`` with parameters W (n_in, n_out) and b (n_out,): a Linear
+        layer written by hand. Returns the output, or None when the call is not one."""
+        torch = self.torch
+        name = getattr(func, "__name__", "")
+        if kwargs or len(args) != 2 or on != [0]:
+            return None
+        x, other = args
+        if name in ("matmul", "mm", "__matmul__") and isinstance(other, torch.nn.Parameter) \
+                and other.dim() == 2 and id(other) in self.params:
+            out = func(*args)
+            step = Step("matmul", "", loc, self.where()[0], "x @ W", weight=self.params[
+                id(other)], layout="xW")
+            self.add(out, Step("unknown", self.fail_text(
+                f"x @ {step.weight} without a bias parameter added (a Linear layer needs "
+                "+ b)", loc), loc, step.module, "matmul"), x)
+            self.pending[id(out)] = (step, self.ids[id(x)])
+            return out
+        pending = self.pending.get(id(x))
+        if name in ("add", "__add__", "__radd__") and pending is not None and isinstance(
+                other, torch.nn.Parameter) and id(other) in self.params and other.numel() == \
+                other.shape[-1]:
+            step, parent = pending
+            out = func(*args)
+            step.kind, step.bias, step.name = "linear", self.params[id(other)], step.weight
+            step.text = "x @ W + b"
+            self.add(out, step)
+            step.parent = parent
+            return out
+        return None
 
     def custom(self, cls: type, args: tuple, out: Any) -> Any:
         """A custom autograd.Function applied on the path."""
@@ -570,11 +607,13 @@ def structure_of(rec: Recorder, output: Any, label: str) -> Recovered:
             if len(acts) < len(linears):
                 acts.append(None)  # two Linear layers in a row: identity
             w = dict(rec.model.named_parameters())[s.weight]
-            if sizes and w.shape[1] != sizes[-1]:  # pragma: no cover - torch raised first
-                raise UsageError(f"{label}: {s.text} at {_at(s)} takes {w.shape[1]} inputs")
+            n_in, n_out = (w.shape[0], w.shape[1]) if s.layout == "xW" else (w.shape[1],
+                                                                           w.shape[0])
+            if sizes and n_in != sizes[-1]:  # pragma: no cover - torch raised first
+                raise UsageError(f"{label}: {s.text} at {_at(s)} takes {n_in} inputs")
             if not sizes:
-                sizes.append(int(w.shape[1]))
-            sizes.append(int(w.shape[0]))
+                sizes.append(int(n_in))
+            sizes.append(int(n_out))
             if any(lin.weight == s.weight for lin in linears):
                 raise UsageError(f"{label}: {s.weight} is used by two layers (shared weights "
                                  "are not an MLP of gradparity)")
@@ -625,15 +664,17 @@ def _at(s: Step) -> str:
     return s.location.short if s.location else "?"
 
 
-def first_linear_inputs(model: Any) -> int | None:
+def first_linear_inputs(model: Any) -> list[int]:
+    """Input widths to try: the first nn.Linear's, else the first 2-D parameter's (either
+    layout)."""
     _, nn, _ = import_torch()
     for mod in model.modules():
         if isinstance(mod, nn.Linear):
-            return int(mod.in_features)
+            return [int(mod.in_features)]
     for _, p in model.named_parameters():
         if p.dim() == 2:
-            return int(p.shape[1])
-    return None
+            return list(dict.fromkeys([int(p.shape[1]), int(p.shape[0])]))
+    return []
 
 
 def run_forward(model: Any, x: Any, label: str, hook: Callable[[int, Any], None] | None = None
@@ -660,15 +701,21 @@ def trace_module(model: Any, label: str, batch: int = 5) -> Recovered:
     """The MLP inside ``model`` (an eval-mode copy runs; the original is untouched)."""
     torch, nn, _ = import_torch()
     _static_check(model, label)
-    n0 = first_linear_inputs(model)
-    if n0 is None:
+    widths = first_linear_inputs(model)
+    if not widths:
         raise UsageError(f"{label}: has no Linear layer ({type(model).__name__}); supported: "
                          f"{SUPPORTED}")
     dtype = next(iter(model.parameters())).dtype
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn((batch, n0), generator=gen, dtype=dtype)
-    rec, out, failure = run_forward(model, x, label)
+    for n0 in widths:
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn((batch, n0), generator=gen, dtype=dtype)
+        rec, out, failure = run_forward(model, x, label)
+        if failure is None:
+            break
     if failure is not None:
+        unknown = next((st for st in rec.steps if st.kind == "unknown"), None)
+        if unknown is not None:  # an unsupported call, and what came after it failed
+            raise UsageError(unknown.name)
         loc = innermost_user_frame(failure.__traceback__)
         at = f" at {loc.short} ({loc.source})" if loc else ""
         first = str(failure).strip().splitlines()[0] if str(failure).strip() else ""
