@@ -81,6 +81,18 @@ def test_a_wrong_custom_vjp_is_named_at_its_layer(capsys, monkeypatch):
     assert r.check("dW2").status == "inherited"
 
 
+def test_a_custom_vjp_linear_layer_with_a_doubled_dw(capsys, monkeypatch):
+    code, out, err = cli(capsys, monkeypatch, "jax_mlp.py:mlp_bad_dense")
+    assert code == 1, out + err
+    assert "Linear(6, 12) [custom_vjp dense_bwd] -> tanh" in out
+    fn, label, module = load(monkeypatch, "jax_mlp.py:mlp_bad_dense")
+    r = debug_jax(fn, module=module, label=label, backends=())
+    assert [c.key for c in r.findings] == ["dW1"]
+    assert r.first.diagnosis.code == "factor_2"
+    assert r.first.location.source == "def dense_bwd(res, g):"
+    assert r.check("dA0").status == "pass"
+
+
 def test_params_from_python_and_jax_arrays_in(monkeypatch):
     import jax.numpy as jnp
 

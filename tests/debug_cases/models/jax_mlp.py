@@ -72,3 +72,27 @@ def mlp_bad_softplus(params, x):
         x = bad_softplus(x @ w + b)
     w, b = params[-1]
     return jax.nn.log_softmax(x @ w + b)
+
+
+@jax.custom_vjp
+def dense(x, w, b):
+    return x @ w + b
+
+
+def dense_fwd(x, w, b):
+    return dense(x, w, b), (x, w)
+
+
+def dense_bwd(res, g):
+    x, w = res
+    return g @ w.T, 2 * x.T @ g, g.sum(0)  # the bug: dW doubled
+
+
+dense.defvjp(dense_fwd, dense_bwd)
+
+
+def mlp_bad_dense(params, x):
+    (w1, b1), (w2, b2), (w3, b3) = params
+    h = jnp.tanh(dense(x, w1, b1))
+    h = jnp.tanh(h @ w2 + b2)
+    return h @ w3 + b3
