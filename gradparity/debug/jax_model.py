@@ -488,11 +488,6 @@ def _custom_name(eqn: Any) -> str:
 
 
 # -- the session ------------------------------------------------------------------------------
-@dataclass
-class _Kind:
-    arity: str  # "model", "loss3", "loss_batch"
-
-
 def _kind(fn: Callable, label: str) -> str:
     try:
         params = [p for p in inspect.signature(fn).parameters.values()
@@ -770,9 +765,7 @@ def _analyse(fn, kind, tree, leaves, w_idx, b_idx, treedef, layers, ambiguous, c
                 if kind != "model" and (out is None or out.size != 1):
                     last_error = UsageError(f"{label}: a loss function must return one number")
                     continue
-                n_leaves = len(leaves)
                 param_seqs = [(-(i + 2), -(j + 2)) for i, j in zip(w_idx, b_idx, strict=True)]
-                del n_leaves
                 try:
                     s = recover(trace, params_cm, x_cm, param_seqs, dtype, label,
                                 kind != "model")
@@ -888,9 +881,8 @@ def _measure(fn, kind, tree, treedef, w_idx, b_idx, leaves, layers, s: JaxStruct
     closed = jax.make_jaxpr(f)(*args)
     flat = jax.tree_util.tree_leaves(args)
     n_par = len(leaves)
-    x_pos = n_par  # the X leaf follows the params
     trace = Trace()
-    outs = evaluate(closed, flat, trace=trace)
+    evaluate(closed, flat, trace=trace)
     by_seq = {v.seq: v for v in trace.values}
     probe_seqs = [q for q in (*s.z_seq, *[a for a in s.a_seq if a], s.out_seq) if q]
     probes0 = {q: jnp.zeros_like(by_seq[q].value) for q in probe_seqs}
@@ -958,5 +950,4 @@ def _measure(fn, kind, tree, treedef, w_idx, b_idx, leaves, layers, s: JaxStruct
         run["values"][key("db", i)] = np.asarray(g_par[bi], dtype=spec.dtype).reshape(-1, 1)
     gx = np.asarray(g_x, dtype=spec.dtype)
     run["values"]["dA0"] = np.ascontiguousarray(gx.T if bm else gx)
-    del outs, x_pos
     return run

@@ -214,7 +214,13 @@ def debug_torch(
     _check_choice("dtype", dtype, DTYPES)
     backends = _check_backends(backends)
     dtype = dtype or _model_dtype(model, label)
-    work = copy.deepcopy(model).to(dtype=getattr(torch, dtype), device="cpu")
+    try:
+        work = copy.deepcopy(model)
+    except Exception as exc:  # noqa: BLE001 - the user's module holds something uncopyable
+        raise UsageError(f"{label}: copying the module raised {type(exc).__name__}: {exc} "
+                         "(gradparity works on a copy, so your model is left untouched)"
+                         ) from None
+    work = work.to(dtype=getattr(torch, dtype), device="cpu")
     was_training = work.training
     work.eval()
     recovered = trace_module(work, label)

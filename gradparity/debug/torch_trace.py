@@ -482,17 +482,6 @@ def _which_activation(out: Any, x: Any, torch: Any, F: Any) -> str | None:
     return None
 
 
-def _transparent(mod: Any, nn: Any) -> bool:
-    """Modules whose calls are judged one by one (containers, the user's own classes,
-    Linear, activations, Flatten, Dropout, Identity)."""
-    if type(mod).__module__.split(".")[0] != "torch":
-        return True
-    ok = (nn.Sequential, nn.ModuleList, nn.ModuleDict, nn.Linear, nn.ReLU, nn.LeakyReLU,
-          nn.Sigmoid, nn.Tanh, nn.Identity, nn.Softplus, nn.ELU, nn.SiLU, nn.GELU, nn.Flatten,
-          nn.Unflatten, nn.Dropout, nn.AlphaDropout, nn.Softmax, nn.LogSoftmax)
-    return isinstance(mod, ok)
-
-
 @contextlib.contextmanager
 def recording(rec: Recorder) -> Iterator[None]:
     """The recorder active: a TorchFunctionMode, module-stack hooks and a wrapper around
@@ -518,9 +507,6 @@ def recording(rec: Recorder) -> Iterator[None]:
 
         handles.append(mod.register_forward_pre_hook(pre))
         handles.append(mod.register_forward_hook(post))
-        if not _transparent(mod, rec.nn) and not any(
-                True for _ in mod.children()) and isinstance(mod, rec.nn.Module):
-            pass
 
     Function = torch.autograd.Function
     original = Function.__dict__["apply"]
@@ -665,12 +651,12 @@ def _at(s: Step) -> str:
 
 
 def first_linear_inputs(model: Any) -> list[int]:
-    """Input widths to try: the first nn.Linear's, else the first 2-D parameter's (either
-    layout)."""
+    """Input widths to try: the nn.Linear layers' in order, else the first 2-D parameter's
+    (either layout)."""
     _, nn, _ = import_torch()
-    for mod in model.modules():
-        if isinstance(mod, nn.Linear):
-            return [int(mod.in_features)]
+    widths = [int(mod.in_features) for mod in model.modules() if isinstance(mod, nn.Linear)]
+    if widths:  # the first defined is usually the first used; the others are tried after it
+        return list(dict.fromkeys(widths))
     for _, p in model.named_parameters():
         if p.dim() == 2:
             return list(dict.fromkeys([int(p.shape[1]), int(p.shape[0])]))
@@ -706,13 +692,17 @@ def trace_module(model: Any, label: str, batch: int = 5) -> Recovered:
         raise UsageError(f"{label}: has no Linear layer ({type(model).__name__}); supported: "
                          f"{SUPPORTED}")
     dtype = next(iter(model.parameters())).dtype
+    first = None
     for n0 in widths:
         gen = torch.Generator().manual_seed(0)
         x = torch.randn((batch, n0), generator=gen, dtype=dtype)
         rec, out, failure = run_forward(model, x, label)
         if failure is None:
             break
+        first = first or (rec, out, failure, n0)
     if failure is not None:
+        assert first is not None
+        rec, out, failure, n0 = first
         unknown = next((st for st in rec.steps if st.kind == "unknown"), None)
         if unknown is not None:  # an unsupported call, and what came after it failed
             raise UsageError(unknown.name)
