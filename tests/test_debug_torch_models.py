@@ -314,3 +314,17 @@ def test_a_linear_layer_written_as_x_at_w_plus_b(tmp_path, capsys, monkeypatch):
                                   "head softmax_ce (probs)")
     assert main(["debug", "--torch", "scratch.py:NoBias"]) == 2
     assert "x @ W1 without a bias parameter added" in capsys.readouterr().err
+
+
+def test_module_attr_form_and_layers_defined_out_of_order(tmp_path, capsys, monkeypatch):
+    code, out, err = cli(capsys, monkeypatch, "custom_backward:relu_correct")
+    assert code == 0, out + err
+    (tmp_path / "reordered.py").write_text(
+        "import torch.nn as nn\nimport torch.nn.functional as F\n\n\n"
+        "class Reordered(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.out = nn.Linear(16, 2)\n        self.fc1 = nn.Linear(9, 16)\n\n"
+        "    def forward(self, x):\n        return self.out(F.relu(self.fc1(x)))\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["debug", "--torch", "reordered.py:Reordered", "--backends", "none"]) == 0
+    assert "Linear(9, 16) -> relu -> Linear(16, 2) -> head softmax_ce" in \
+        capsys.readouterr().out
