@@ -124,3 +124,42 @@ def test_no_parameters_is_a_usage_error(tmp_path):
     fn, label, module = import_target(f"{f}:fn", "--jax")
     with pytest.raises(UsageError, match="no parameters"):
         debug_jax(fn, module=module, label=label)
+
+
+FLAX_STYLE = '''
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+r = np.random.default_rng(1)
+params = {"params": {
+    "Dense_0": {"kernel": r.normal(size=(4, 8)).astype(np.float32),
+                "bias": np.zeros(8, np.float32)},
+    "Dense_1": {"kernel": r.normal(size=(8, 8)).astype(np.float32),
+                "bias": np.zeros(8, np.float32)},
+    "Dense_2": {"kernel": r.normal(size=(8, 1)).astype(np.float32),
+                "bias": np.zeros(1, np.float32)}}}
+
+
+@jax.jit
+def apply(params, x):
+    p = params["params"]
+    h = jax.nn.gelu(x @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"])
+    h = jax.nn.gelu(h @ p["Dense_1"]["kernel"] + p["Dense_1"]["bias"])
+    return (h @ p["Dense_2"]["kernel"] + p["Dense_2"]["bias"]).squeeze(-1)
+
+
+def mse(params, x, y):
+    return jnp.mean((apply(params, x) - y) ** 2)
+'''
+
+
+def test_nested_dict_params_jit_gelu_tanh_and_a_scalar_regression_loss(tmp_path, capsys,
+                                                                         monkeypatch):
+    (tmp_path / "flaxish.py").write_text(FLAX_STYLE)
+    monkeypatch.chdir(tmp_path)
+    assert main(["debug", "--jax", "flaxish.py:mse", "--backends", "none"]) == 0
+    out = capsys.readouterr().out
+    assert "Linear(4, 8) -> gelu_tanh -> Linear(8, 8) -> gelu_tanh -> Linear(8, 1) -> head " \
+        "linear_mse" in out
+    assert "your loss = 2/n_out (= 2) x the seed's J of head linear_mse" in out

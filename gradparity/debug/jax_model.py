@@ -306,6 +306,11 @@ def _match(value: Any, ref_cm: np.ndarray, dtype: str) -> bool | None:
     return None
 
 
+def _distance(value: Any, ref_cm: np.ndarray, batch_major: bool) -> float:
+    v = np.asarray(value, dtype=np.float64)
+    return float(np.abs((v.T if batch_major else v) - ref_cm).max(initial=0.0))
+
+
 def _eqn_location(eqn: Any) -> Location | None:
     try:
         from jax._src import source_info_util
@@ -392,14 +397,17 @@ def recover(trace: Trace, params_cm: list[tuple[np.ndarray, np.ndarray]], x_cm: 
                 value = by_seq[s].value if s in by_seq else None
                 if value is None:
                     continue
+                best = None  # the closest activation (gelu and its tanh form are close)
                 for name in ACTIVATION_FUNCS:
                     with np.errstate(all="ignore"):
                         g = ACTIVATION_FUNCS[name].forward(zprev)
                     o = _match(value, g, dtype)
                     if o is not None:
-                        found = (s, name, o)
-                        break
-                if found:
+                        err = _distance(value, g, o)
+                        if best is None or err < best[0]:
+                            best = (err, name, o)
+                if best is not None:
+                    found = (s, best[1], best[2])
                     break
             if found is None:
                 loc = _eqn_location(use.eqn)
@@ -736,12 +744,15 @@ def _analyse(fn, kind, tree, leaves, w_idx, b_idx, treedef, layers, ambiguous, c
             labels = rng.integers(0, n_out, m)
             onehot = np.eye(n_out)[labels]
             y_opts = [("onehot", onehot if data_bm else onehot.T)]
+            y_vector = rng.integers(0, 2, m).astype(np.float64)
             if kind != "model":
                 y_opts.append(("labels", labels))
+                if n_out == 1:  # one output: targets as a vector (m,), like the outputs
+                    y_opts.insert(0, ("vector", y_vector))
             for y_kind, y_user in y_opts:
                 args = _args(kind, jtree, jnp.asarray(x_in, dtype=jdtype),
-                             jnp.asarray(y_user, dtype=jdtype if y_kind == "onehot"
-                                         else jnp.int32))
+                             jnp.asarray(y_user, dtype=jnp.int32 if y_kind == "labels"
+                                         else jdtype))
                 try:
                     closed = jax.make_jaxpr(f)(*args)
                 except Exception as exc:  # noqa: BLE001 - try the next way of calling it
@@ -775,7 +786,8 @@ def _analyse(fn, kind, tree, leaves, w_idx, b_idx, treedef, layers, ambiguous, c
                 s.layout, s.batched, s.data_bm = layout, batched, data_bm
                 if kind != "model":
                     s.output_fit = _fit_head(closed, flat_args, s, params_cm, x_cm,  # type: ignore[attr-defined]
-                                             onehot.T if y_kind == "onehot" else onehot.T,
+                                             y_vector[None, :] if y_kind == "vector"
+                                             else onehot.T,
                                              dtype, label)
                 return s, params_cm, batched, y_kind
     assert last_error is not None
@@ -869,6 +881,8 @@ def _measure(fn, kind, tree, treedef, w_idx, b_idx, leaves, layers, s: JaxStruct
             labels = np.argmax(case.Y, axis=0)
         y_user = labels
         y_j = jnp.asarray(y_user, dtype=jnp.int32)
+    elif y_kind == "vector":
+        y_j = jnp.asarray(case.Y[0], dtype=jdtype)
     else:
         y_user = case.Y.T if bm else case.Y
         y_j = jnp.asarray(y_user, dtype=jdtype)
