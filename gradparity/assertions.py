@@ -80,12 +80,11 @@ class Problem:
 @dataclass
 class ParityResult:
     """What `check_grads` found: the table (as `run_specs` gives it), the problems, and
-    what a baseline needs (cases, tensor floors)."""
+    what a baseline needs (its cases)."""
 
     table: pd.DataFrame
     problems: list[Problem]
     cases: list[BaselineCase]
-    floors: dict[str, dict[tuple[int, str], tuple[float, float]]]
 
     @property
     def ok(self) -> bool:
@@ -173,12 +172,11 @@ def check_grads(
     rtol: float | None = None,
     atol: float | None = None,
     policy: str = "allclose",
-    floors: bool = False,
     **model_options: Any,
 ) -> ParityResult:
     """Judge every backend on every case; never raises for a mismatch (see
-    `assert_grads_match`). ``floors=True`` also measures the baseline floors. A user's
-    model (see `assert_grads_match`) is checked by `gradparity.debug.model_gate`."""
+    `assert_grads_match`). A user's model (see `assert_grads_match`) is checked by
+    `gradparity.debug.model_gate`."""
     from gradparity.debug.model_gate import is_user_model
 
     if is_user_model(spec_or_model):
@@ -190,10 +188,10 @@ def check_grads(
         result, framework = run_model(spec_or_model, names, rtol=rtol, atol=atol,
                                       **model_options)
         return ParityResult(table=result.table(), problems=model_problems(result, framework),
-                            cases=[], floors={})
+                            cases=[])
     if model_options:
         raise TypeError(f"{sorted(model_options)[0]}: an option of a model check only")
-    from gradparity.baseline import BaselineCase, tensor_floors
+    from gradparity.baseline import BaselineCase
     from gradparity.environment import environment
     from gradparity.experiments.runner import evaluate_case
     from gradparity.experiments.tables import make_table
@@ -209,7 +207,6 @@ def check_grads(
     rows: list[dict[str, object]] = []
     problems: list[Problem] = []
     cases: list[BaselineCase] = []
-    case_floors: dict[str, dict[tuple[int, str], tuple[float, float]]] = {}
     seen: set[str] = set()
     for item in items:
         result = evaluate_case(item, adapters, tolerances=tol, policy=policy)
@@ -218,13 +215,11 @@ def check_grads(
             if case_id in seen:
                 raise ValueError(f"spec_or_model: case {case_id} given twice")
             seen.add(case_id)
-            if floors:
-                case_floors[case_id] = tensor_floors(result.case, result.reference)
         cases.append(BaselineCase(case_id, spec, names, t.rtol, t.atol, result.rerun, policy))
         rows += result.rows
         problems += _problems(result)
     table = make_table(rows, environment())
-    return ParityResult(table=table, problems=problems, cases=cases, floors=case_floors)
+    return ParityResult(table=table, problems=problems, cases=cases)
 
 
 def assert_grads_match(

@@ -1,39 +1,42 @@
-"""Baselines: a run's per-tensor statuses and error metrics, kept to gate later runs on.
+"""Baselines: a run's per-tensor statuses and accuracies, kept to gate later runs on.
 
 A baseline is a JSON text file (strict JSON, sorted keys, one case and one row per line,
 floats written with ``repr`` so they read back bit for bit) holding:
 
 * ``cases``: every field of every spec (explicit ``inputs``/``targets`` included), the
   backends it ran on and its tolerances, so the file alone is enough to run it again;
-* ``rows``: one per (case_id, backend, against, layer, quantity), with the status, the
-  compared metrics (`COMPARED_METRICS`) and a floor for each (`FLOOR_COLUMNS`);
-* ``environment``: versions, BLAS, CPU (`gradparity.environment`), to warn when a check runs
-  on a different stack. No timestamps: saving the same run twice gives the same bytes.
+* ``rows``: one `BaselineRow` per (case_id, backend, against, layer, quantity): the status,
+  the reason code and the tensor's accuracy against the higher-precision oracle
+  (`gradparity.oracle`), for the backend and for the same-dtype reference;
+* ``environment``: versions, BLAS, CPU and its SIMD features, kernel variables and threads
+  (`gradparity.environment`), so that a check on another machine can say so. No
+  timestamps: saving the same run twice gives the same bytes.
 
-`compare_with_baseline` reports, for a new table of the same cases, every
+The regression rule is about accuracy, not about one machine's last bits. Every machine
+rounds differently (CPU vendor and SIMD width, OpenBLAS and torch kernel choice, XLA's
+ISA, thread counts); the NumPy reference and the oracle move with it. So a check never
+compares a backend's numbers with the baseline's numbers. It compares the backend's
+*error against the oracle*, in units of the dtype's eps, with what it was when the
+baseline was saved, and with the error that the calibrated rule allows on the machine
+that runs the check (`gradparity.policy`, ``multiplier x reference error + floor``, from
+the reference's own error measured now). `compare_with_baseline` reports:
 
 * ``new_failure``: status ``fail`` or ``error`` where the baseline had another status;
+* ``new_reason``: a tensor that passed (or differed only by ``rounding``) now has another
+  named reason (``kink``, ``saturation``, ``convention``): the numbers changed in kind;
 * ``missing``: a baseline row the new run did not produce (or a backend now skipped);
 * ``new_row``: a row of a baseline case and backend that the baseline does not have;
-* ``grew``: a compared metric above ``factor * max(before, floor)`` (default factor 4).
+* ``grew``: an oracle error (``err_oracle_eps`` normwise, ``worst_oracle_eps`` worst
+  element) above ``max(factor x before, multiplier x reference error now + floor)``, or
+  non-finite where it was finite.
 
-Only `COMPARED_METRICS` (``max_abs_err``, ``norm_err_eps``) are compared; other columns
-of a table are ignored, so tables may gain columns without touching baselines. A baseline
-holds end-to-end rows: rows of a table whose ``mode`` is not ``end_to_end`` (the
-``layer_own`` rows of ``gradparity run --layer-own``) are left out.
-``max_rel_err`` and ``max_ulp`` are left out on purpose: they are dominated by elements
-near zero, where two correct results differ by a large relative amount.
-
-The floors (`tensor_floors`) keep rounding noise from counting as a regression. A floor is
-the larger of one unit in the last place (one ULP of the tensor's largest element for
-``max_abs_err``; 1 for ``norm_err_eps``, which one ULP in every element cannot exceed) and
-the tensor's *reordering noise*: how far the reference moves when the same network is
-evaluated with its features, hidden units and examples permuted, so that every sum runs in
-another order. A tensor whose sums cancel gets a floor that large, an exactly computed
-one keeps the ULP floor. On the default suite, backends fed permuted networks (a stand-in
-for a framework release that sums in another order) raise no regression at factor 4 for
-torch and 2 of 4,414 rows for jax, while swapping torch's rows for jax's (a real change of
-numerics: other kink conventions, GELU and saturated-tanh formulas) raises 545.
+A tensor is therefore flagged only when the backend got less accurate than both its
+baseline (by ``factor``, default 4) and the rounding budget of this machine. Where no
+oracle exists (float64 on a platform whose ``long double`` is float64) the rule falls back
+to ``norm_err_eps`` against the reference with the same limit. A baseline holds
+end-to-end rows: rows of a table whose ``mode`` is not ``end_to_end`` (the ``layer_own``
+rows of ``gradparity run --layer-own``) are left out. ``README.md`` ("Across machines")
+shows the measurements behind the rule: ``scripts/portability_matrix.py``.
 """
 
 from __future__ import annotations
@@ -43,45 +46,65 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gradparity.errors import SpecError, UsageError
+from gradparity.policy import DEFAULT_RULE, CalibratedRule
 from gradparity.spec import Spec
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from gradparity.case import Case
-    from gradparity.gradients import GradientSet
-
 FORMAT = "gradparity-baseline"
-VERSION = 1
-#: Metrics a check compares, with their floors (see the module doc).
-COMPARED_METRICS: tuple[str, ...] = ("max_abs_err", "norm_err_eps")
-#: Floor of norm_err_eps, in units of eps.
-NORM_FLOOR_EPS = 1.0
-#: Floor of max_abs_err, in ULPs of the tensor's largest element.
-ABS_FLOOR_ULPS = 1.0
+VERSION = 2
 DEFAULT_FACTOR = 4.0
 KEY_COLUMNS: tuple[str, ...] = ("case_id", "backend", "against", "layer", "quantity")
-#: The floor column of each compared metric (stored per row, see `tensor_floors`).
-FLOOR_COLUMNS: dict[str, str] = {"max_abs_err": "abs_floor", "norm_err_eps": "norm_floor"}
-ROW_COLUMNS: tuple[str, ...] = (
-    *KEY_COLUMNS, "status", *COMPARED_METRICS, *(FLOOR_COLUMNS[m] for m in COMPARED_METRICS))
-_FLOAT_COLUMNS = (*COMPARED_METRICS, *FLOOR_COLUMNS.values())
-#: Environment entries whose change a check warns about (they can change the numbers).
-ENVIRONMENT_KEYS: tuple[str, ...] = (
-    "gradparity", "python", "numpy", "torch", "jax", "jaxlib", "blas", "platform", "cpu",
-)
+#: The oracle errors a check compares, each with the reference's error that sets its budget.
+COMPARED_METRICS: dict[str, str] = {"err_oracle_eps": "ref_err_oracle_eps",
+                                    "worst_oracle_eps": "ref_worst_oracle_eps"}
+#: Compared (against the reference) only where the oracle is unavailable.
+FALLBACK_METRIC = "norm_err_eps"
+_FLOAT_COLUMNS: tuple[str, ...] = (*COMPARED_METRICS, *COMPARED_METRICS.values(),
+                                   FALLBACK_METRIC)
+
+
+class BaselineRow(NamedTuple):
+    """One tensor (or one whole-case row: ``layer`` None, ``quantity`` ``"*"``)."""
+
+    case_id: str
+    backend: str
+    against: str
+    layer: int | None
+    quantity: str
+    status: str
+    reason_code: str
+    err_oracle_eps: float | None
+    worst_oracle_eps: float | None
+    ref_err_oracle_eps: float | None
+    ref_worst_oracle_eps: float | None
+    norm_err_eps: float | None
+
+
+ROW_COLUMNS: tuple[str, ...] = BaselineRow._fields
+#: Environment entries that never change numbers (left out of differences).
+_NOT_NUMERICAL = frozenset({"pandas", "gradparity"})
 REGRESSION_COLUMNS: tuple[str, ...] = (
     "kind", "case_id", "backend", "against", "layer", "quantity", "metric", "before", "after",
     "ratio", "limit", "status_before", "status_after", "detail",
 )
-KINDS: tuple[str, ...] = ("new_failure", "missing", "new_row", "grew")
-_KIND_LABELS = {"new_failure": "new failure", "missing": "missing row", "new_row": "new row",
-                "grew": "grew"}
-_FAILING = frozenset({"fail", "error"})
+KINDS: tuple[str, ...] = ("new_failure", "new_reason", "missing", "new_row", "grew")
+_KIND_LABELS = {"new_failure": "new failure", "new_reason": "new reason",
+                "missing": "missing row", "new_row": "new row", "grew": "grew"}
+#: Statuses that say a tensor agrees up to rounding; leaving them for another named reason
+#: is a ``new_reason``.
+_AGREEING = frozenset({"pass", "rounding"})
 _WHOLE_CASE = "*"  # quantity of a whole-case row (error, skipped)
+
+
+def _failing() -> frozenset[str]:
+    from gradparity.verdict import FAILING
+
+    return frozenset(FAILING)
 
 
 class BaselineError(UsageError):
@@ -109,10 +132,10 @@ class BaselineCase:
 
 @dataclass
 class Baseline:
-    """Cases, rows (tuples in `ROW_COLUMNS` order) and the environment they came from."""
+    """Cases, rows (`BaselineRow`) and the environment they came from."""
 
     cases: list[BaselineCase]
-    rows: list[tuple[Any, ...]]
+    rows: list[BaselineRow]
     environment: dict[str, str] = field(default_factory=dict)
     source: str = ""
 
@@ -126,7 +149,7 @@ class Baseline:
         """The rows as a DataFrame (`ROW_COLUMNS` plus the case's ``dtype``)."""
         import pandas as pd
 
-        df = pd.DataFrame(self.rows, columns=list(ROW_COLUMNS))
+        df = pd.DataFrame([tuple(r) for r in self.rows], columns=list(ROW_COLUMNS))
         dtypes = {c.case_id: c.spec.dtype for c in self.cases}
         df["dtype"] = df["case_id"].map(dtypes)
         for c in _FLOAT_COLUMNS:
@@ -139,7 +162,7 @@ class Baseline:
         keep = set(pairs)
         ids = {c for c, _ in keep}
         return replace(self, cases=[c for c in self.cases if c.case_id in ids],
-                       rows=[r for r in self.rows if (r[0], r[1]) in keep])
+                       rows=[r for r in self.rows if (r.case_id, r.backend) in keep])
 
     def merged(self, newer: Baseline) -> Baseline:
         """This baseline updated with ``newer``: its cases replace ours (in place; new ones
@@ -149,8 +172,9 @@ class Baseline:
         incoming = {c.case_id: c for c in newer.cases}
         reset = {cid for cid, c in incoming.items()
                  if cid in settings and settings[cid] != (c.rerun, c.rtol, c.atol, c.policy)}
-        replaced = {(r[0], r[1]) for r in newer.rows}
-        rows = [r for r in self.rows if r[0] not in reset and (r[0], r[1]) not in replaced]
+        replaced = {(r.case_id, r.backend) for r in newer.rows}
+        rows = [r for r in self.rows
+                if r.case_id not in reset and (r.case_id, r.backend) not in replaced]
         rows += newer.rows
         cases = []
         for old in self.cases:
@@ -164,115 +188,12 @@ class Baseline:
                                                                      + c.backends))))
         cases += incoming.values()
         order = {c.case_id: i for i, c in enumerate(cases)}
-        rows.sort(key=lambda r: order[r[0]])  # stable: keeps backprop order within a case
+        rows.sort(key=lambda r: order[r.case_id])  # stable: keeps backprop order in a case
         return Baseline(cases=cases, rows=rows, environment=dict(newer.environment),
                         source=newer.source or self.source)
 
 
 # -- building ------------------------------------------------------------------------------
-
-#: Seeds of the permutations that measure a tensor's reordering noise (see `tensor_floors`).
-REORDER_SEEDS: tuple[int, ...] = (1, 2, 3)
-
-
-def _permuted_reference(case: Case, seed: int) -> GradientSet:
-    """The reference on the same network with its input features, hidden units and
-    examples permuted (a mathematically identical MLP whose sums run in another order),
-    mapped back to the original order."""
-    import numpy as np
-
-    from gradparity.case import Case as _Case
-    from gradparity.gradients import GradientSet as _GS
-    from gradparity.reference.mlp import reference_gradients
-
-    spec = case.spec
-    rng = np.random.default_rng(seed)
-    perm = [rng.permutation(n) for n in spec.sizes[:-1]] + [np.arange(spec.sizes[-1])]
-    ex = rng.permutation(spec.batch)
-    params = {}
-    for layer in range(1, spec.depth + 1):
-        params[f"W{layer}"] = np.ascontiguousarray(
-            case.parameters[f"W{layer}"][perm[layer]][:, perm[layer - 1]])
-        params[f"b{layer}"] = np.ascontiguousarray(case.parameters[f"b{layer}"][perm[layer]])
-    permuted = _Case(spec=spec, X=np.ascontiguousarray(case.X[perm[0]][:, ex]),
-                     Y=np.ascontiguousarray(case.Y[:, ex]), parameters=params,
-                     labels=None if case.labels is None else case.labels[ex])
-    g = reference_gradients(permuted)
-    inv = [np.argsort(p) for p in perm]
-    back = np.argsort(ex)
-
-    def restore(key: str, a: np.ndarray) -> np.ndarray:
-        q = key.rstrip("0123456789")
-        layer = int(key[len(q):])
-        if q == "dW":
-            return a[inv[layer]][:, inv[layer - 1]]
-        if q == "db":
-            return a[inv[layer]]
-        return a[inv[layer]][:, back]  # Z, A, dZ, dA: (n_l, m)
-
-    return _GS(backend="reference", loss=g.loss,
-               forward={k: restore(k, v) for k, v in g.forward.items()},
-               grads={k: restore(k, v) for k, v in g.grads.items()})
-
-
-def tensor_floors(case: Case, reference: GradientSet, *,
-                  seeds: Sequence[int] = REORDER_SEEDS) -> dict[tuple[int, str],
-                                                                tuple[float, float]]:
-    """``{(layer, quantity): (abs_floor, norm_floor)}`` for every tensor of the reference.
-
-    The floor of a metric is the larger of one unit in the last place (``spacing`` of the
-    tensor's largest finite |value| in the case's dtype for ``max_abs_err``; 1 for
-    ``norm_err_eps``) and the tensor's reordering noise: the largest ``max_abs_err`` and
-    ``norm_err_eps`` between the reference and the reference of the same network with its
-    features, hidden units and examples permuted (one per seed). A backend that only sums
-    in another order moves a tensor by about that much, which is no regression.
-    """
-    import numpy as np
-
-    from gradparity.compare import compare_arrays
-    from gradparity.gradients import backprop_order
-
-    spec = case.spec
-    dtype = np.dtype(spec.dtype)
-    others = []
-    for seed in seeds:
-        try:
-            others.append(_permuted_reference(case, seed))
-        except Exception:  # noqa: BLE001 - no noise estimate: the ULP floors remain
-            pass
-    out: dict[tuple[int, str], tuple[float, float]] = {}
-    for layer, q in backprop_order(spec.depth, with_output_dA=spec.loss_form == "probs"):
-        x = reference.get(layer, q)
-        if x is None:
-            continue
-        a = np.abs(np.asarray(x, dtype=np.float64))
-        a = a[np.isfinite(a)]
-        scale = float(a.max()) if a.size else 0.0
-        abs_floor = ABS_FLOOR_ULPS * float(np.spacing(dtype.type(scale)))
-        norm_floor = NORM_FLOOR_EPS
-        for g in others:
-            y = g.get(layer, q)
-            if y is None or np.shape(y) != np.shape(x):
-                continue
-            with np.errstate(all="ignore"):
-                c = compare_arrays(y, x, rtol=0.0, atol=0.0, dtype=spec.dtype)
-            abs_floor = max(abs_floor, c.max_abs_err)
-            norm_floor = max(norm_floor, c.norm_err_eps)
-        out[(layer, q)] = (abs_floor, norm_floor)
-    return out
-
-
-def spec_floors(spec: Spec) -> dict[tuple[int, str], tuple[float, float]]:
-    """`tensor_floors` of the reference on ``make_case(spec)`` (empty if it raises)."""
-    from gradparity.case import make_case
-    from gradparity.reference.mlp import reference_gradients
-
-    try:
-        case = make_case(spec)
-        return tensor_floors(case, reference_gradients(case))
-    except Exception:  # noqa: BLE001 - the run has recorded the error row already
-        return {}
-
 
 def end_to_end(table: pd.DataFrame) -> pd.DataFrame:
     """The rows of ``table`` a baseline holds: all, or those whose ``mode`` is
@@ -293,30 +214,29 @@ def _none_if_na(v: Any) -> Any:
     return v
 
 
-def rows_from_table(table: pd.DataFrame,
-                    floors: Mapping[str, Mapping[tuple[int, str], tuple[float, float]]],
-                    case_ids: Mapping[str, str] | None = None) -> list[tuple[Any, ...]]:
-    """Baseline rows from a result table (any extra columns ignored).
-
-    ``floors`` maps a case_id to its `tensor_floors`; ``case_ids`` renames case ids (for
-    cases with custom arrays).
-    """
+def rows_from_table(table: pd.DataFrame, case_ids: Mapping[str, str] | None = None
+                    ) -> list[BaselineRow]:
+    """Baseline rows from a result table (any extra columns ignored; ``case_ids`` renames
+    case ids, for cases with custom arrays)."""
     rename = case_ids or {}
-    rows = []
     table = end_to_end(table)
-    cols = [c for c in ROW_COLUMNS if c not in FLOOR_COLUMNS.values()]
+    cols = [c for c in ROW_COLUMNS if c != "reason_code"]
     missing = [c for c in cols if c not in table.columns]
     if missing:
         raise ValueError(f"table lacks columns {missing}")
-    for rec in table[cols].itertuples(index=False, name=None):
+    codes = (table["reason_code"] if "reason_code" in table.columns
+             else [None] * len(table))
+    rows = []
+    for rec, code in zip(table[cols].itertuples(index=False, name=None), codes, strict=True):
         r = dict(zip(cols, (_none_if_na(v) for v in rec), strict=True))
-        layer = None if r["layer"] is None else int(r["layer"])
         cid = str(r["case_id"])
-        floor = (None, None) if layer is None else floors.get(cid, {}).get(
-            (layer, str(r["quantity"])), (None, None))
-        metrics = [None if r[m] is None else float(r[m]) for m in COMPARED_METRICS]
-        rows.append((rename.get(cid, cid), str(r["backend"]), str(r["against"]), layer,
-                     str(r["quantity"]), str(r["status"]), *metrics, *floor))
+        code = _none_if_na(code)
+        rows.append(BaselineRow(
+            case_id=rename.get(cid, cid), backend=str(r["backend"]), against=str(r["against"]),
+            layer=None if r["layer"] is None else int(r["layer"]),
+            quantity=str(r["quantity"]), status=str(r["status"]),
+            reason_code="" if code is None else str(code),
+            **{m: None if r[m] is None else float(r[m]) for m in _FLOAT_COLUMNS}))
     return rows
 
 
@@ -324,19 +244,13 @@ def baseline_from_table(
     table: pd.DataFrame,
     cases: Sequence[BaselineCase],
     *,
-    floors: Mapping[str, Mapping[tuple[int, str], tuple[float, float]]] | None = None,
     environment: Mapping[str, str] | None = None,
     source: str = "",
 ) -> Baseline:
-    """A baseline of ``cases`` from their result table.
-
-    ``floors`` (case_id -> `tensor_floors`) default to the reference on each rerunnable
-    case's spec; ``environment`` defaults to the table's ``attrs["environment"]``.
-    """
-    if floors is None:
-        floors = {c.case_id: spec_floors(c.spec) for c in cases if c.rerun}
+    """A baseline of ``cases`` from their result table; ``environment`` defaults to the
+    table's ``attrs["environment"]``."""
     env = dict(environment if environment is not None else table.attrs.get("environment", {}))
-    return Baseline(cases=list(cases), rows=rows_from_table(table, floors),
+    return Baseline(cases=list(cases), rows=rows_from_table(table),
                     environment={str(k): str(v) for k, v in sorted(env.items())},
                     source=source)
 
@@ -357,10 +271,16 @@ def make_baseline(
     tol = dict(tolerances or resolve_tolerances())
     table = run_specs(specs, backends=backends, tolerances=tol, progress=progress,
                       policy=policy)
-    cases = [BaselineCase(s.case_id, s, tuple(backends), tol[s.dtype].rtol, tol[s.dtype].atol,
-                          policy=policy)
-             for s in specs]
-    return baseline_from_table(table, cases, source=source), table
+    return baseline_from_table(table, cases_of(specs, backends, tol, policy),
+                               source=source), table
+
+
+def cases_of(specs: Sequence[Spec], backends: Sequence[str], tolerances: Mapping[str, Any],
+             policy: str = "allclose") -> list[BaselineCase]:
+    """The `BaselineCase` of each spec run on ``backends`` with per-dtype ``tolerances``."""
+    return [BaselineCase(s.case_id, s, tuple(backends), tolerances[s.dtype].rtol,
+                         tolerances[s.dtype].atol, policy=policy)
+            for s in specs]
 
 
 # -- text format ---------------------------------------------------------------------------
@@ -401,7 +321,7 @@ def dumps(baseline: Baseline) -> str:
                     "spec": _spec_dict(c.spec)})
              for c in baseline.cases]
     fl = {i for i, m in enumerate(ROW_COLUMNS) if m in _FLOAT_COLUMNS}
-    rows = [_line([_enc_float(v) if i in fl else v for i, v in enumerate(r)])
+    rows = [_line([_enc_float(v) if i in fl else v for i, v in enumerate(tuple(r))])
             for r in baseline.rows]
     env = [f"{_line(k)}: {_line(v)}" for k, v in sorted(baseline.environment.items())]
 
@@ -500,6 +420,10 @@ def loads(text: str, *, where: str = "<text>") -> Baseline:
     version = data.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise _err(where, f"version={version!r}: expected a positive integer")
+    if version < VERSION:
+        raise _err(where, f"format version {version} compares the last bits of one machine, "
+                   f"which this gradparity no longer does (it reads version {VERSION}); "
+                   "save the baseline again with 'gradparity baseline save'")
     if version > VERSION:
         raise _err(where, f"format version {version} is newer than this gradparity reads "
                    f"({VERSION}); upgrade gradparity")
@@ -522,7 +446,7 @@ def loads(text: str, *, where: str = "<text>") -> Baseline:
             raise _err(where, f"cases[{i}]: duplicate case_id {c.case_id!r}")
         by_id[c.case_id] = c
 
-    rows: list[tuple[Any, ...]] = []
+    rows: list[BaselineRow] = []
     seen: set[tuple[Any, ...]] = set()
     for i, raw in enumerate(data["rows"]):
         at = f"rows[{i}]"
@@ -533,6 +457,8 @@ def loads(text: str, *, where: str = "<text>") -> Baseline:
         for c in ("case_id", "backend", "against", "quantity", "status"):
             if not isinstance(r[c], str) or not r[c]:
                 raise _err(where, f"{at}.{c}={r[c]!r}: expected a non-empty string")
+        if not isinstance(r["reason_code"], str):
+            raise _err(where, f"{at}.reason_code={r['reason_code']!r}: expected a string")
         if r["case_id"] not in by_id:
             raise _err(where, f"{at}.case_id={r['case_id']!r}: not among the cases")
         layer = r["layer"]
@@ -541,10 +467,10 @@ def loads(text: str, *, where: str = "<text>") -> Baseline:
             raise _err(where, f"{at}.layer={layer!r}: expected an integer >= 0 or null")
         if (layer is None) != (r["quantity"] == _WHOLE_CASE):
             raise _err(where, f"{at}: layer is null exactly when quantity is '*'")
-        values = [_dec_float(r[m], where, f"{at}.{m}") for m in _FLOAT_COLUMNS]
-        row = (r["case_id"], r["backend"], r["against"], layer, r["quantity"], r["status"],
-               *values)
-        key = row[:len(KEY_COLUMNS)]
+        values = {m: _dec_float(r[m], where, f"{at}.{m}") for m in _FLOAT_COLUMNS}
+        row = BaselineRow(r["case_id"], r["backend"], r["against"], layer, r["quantity"],
+                          r["status"], r["reason_code"], **values)
+        key = tuple(row[:len(KEY_COLUMNS)])
         if key in seen:
             raise _err(where, f"{at}: duplicate row {_key_text(key)}")
         seen.add(key)
@@ -664,44 +590,71 @@ def rerun_baseline(baseline: Baseline, *, progress: Callable[..., None] | None =
     return df
 
 
-def environment_differences(baseline_env: Mapping[str, str], current: Mapping[str, str]
+def differing_keys(before: Mapping[str, str], after: Mapping[str, str]) -> list[str]:
+    """Environment entries that differ and can change numbers (versions, BLAS, CPU, SIMD
+    features, kernel variables, threads), in a stable order."""
+    keys = sorted((set(before) | set(after)) - _NOT_NUMERICAL)
+    return [k for k in keys if (before.get(k) or "") != (after.get(k) or "")]
+
+
+def environment_differences(before: Mapping[str, str], after: Mapping[str, str], *,
+                            labels: tuple[str, str] = ("in the baseline", "now")
                             ) -> list[str]:
-    """``"torch: 2.13.0 in the baseline, 2.14.0 now"`` for each `ENVIRONMENT_KEYS` entry
-    that differs."""
-    out = []
-    for k in ENVIRONMENT_KEYS:
-        a, b = baseline_env.get(k), current.get(k)
-        if a is not None and b is not None and a != b:
-            out.append(f"{k}: {a} in the baseline, {b} now")
-        elif (a is None) != (b is None):
-            out.append(f"{k}: {a or 'not recorded'} in the baseline, {b or 'not recorded'} now")
-    return out
+    """``"torch: 2.13.0 in the baseline, 2.14.0 now"`` for each entry that differs
+    (`differing_keys`); an entry one side did not record reads ``not recorded``."""
+    return [f"{k}: {before.get(k) or 'not recorded'} {labels[0]}, "
+            f"{after.get(k) or 'not recorded'} {labels[1]}"
+            for k in differing_keys(before, after)]
+
+
+def accuracy_limits(before: Any, ref_now: Any, *, factor: float, rule: CalibratedRule
+                    ) -> Any:
+    """``max(factor x before, rule.multiplier x ref_now + rule.floor_eps)``, elementwise
+    (NumPy arrays or floats). A non-finite reference error gives no budget (the factor
+    alone decides)."""
+    import numpy as np
+
+    before = np.asarray(before, dtype=np.float64)
+    ref_now = np.asarray(ref_now, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        budget = np.where(np.isfinite(ref_now), rule.multiplier * ref_now + rule.floor_eps,
+                          rule.floor_eps)
+        return np.fmax(factor * before, budget)
 
 
 def compare_with_baseline(baseline: Baseline | pd.DataFrame, table: pd.DataFrame, *,
-                          factor: float = DEFAULT_FACTOR) -> pd.DataFrame:
+                          factor: float = DEFAULT_FACTOR, rule: CalibratedRule = DEFAULT_RULE,
+                          machine: Sequence[str] = ()) -> pd.DataFrame:
     """Regressions of ``table`` against ``baseline`` (see the module doc).
 
     Both sides are compared in full: restrict the baseline first (`Baseline.restricted`)
     to compare part of it. ``table`` is a result table (`run_specs`); only `KEY_COLUMNS`,
-    ``status``, ``reason`` and `COMPARED_METRICS` are read. Returns one row per problem
-    with `REGRESSION_COLUMNS`, ordered by kind, then case and backprop order.
+    ``status``, ``reason_code``, ``reason`` and the oracle errors are read. ``machine``
+    names the environment entries that differ from the baseline's (`differing_keys`); each
+    regression then says so in its ``detail``. Returns one row per problem with
+    `REGRESSION_COLUMNS`, ordered by kind, then case and backprop order.
     """
     import numpy as np
     import pandas as pd
 
     if not (factor >= 1.0 and math.isfinite(factor)):
         raise UsageError(f"factor={factor!r}: expected a finite number >= 1")
+    failing = _failing()
     before = baseline.table() if isinstance(baseline, Baseline) else baseline.copy()
     table = end_to_end(table)
-    after = table[[c for c in (*KEY_COLUMNS, "status", "reason", *COMPARED_METRICS)
-                   if c in table.columns]].copy()
-    if "reason" not in after.columns:
-        after["reason"] = ""
+    after = table[[c for c in (*KEY_COLUMNS, "status", "reason_code", "reason",
+                               *_FLOAT_COLUMNS) if c in table.columns]].copy()
+    for c in ("reason", "reason_code"):
+        if c not in after.columns:
+            after[c] = ""
+    for c in _FLOAT_COLUMNS:
+        if c not in after.columns:
+            after[c] = np.nan
     for c in ("case_id", "backend", "against", "quantity", "status"):
         before[c] = before[c].astype(str)
         after[c] = after[c].astype(str)
     for df in (before, after):
+        df["reason_code"] = df["reason_code"].fillna("").astype(str)
         df["_layer"] = pd.array(df["layer"].tolist(), dtype="Int64").fillna(-1).astype(int)
         df["_pos"] = np.arange(len(df))
     keys = ["case_id", "backend", "against", "_layer", "quantity"]
@@ -723,22 +676,33 @@ def compare_with_baseline(baseline: Baseline | pd.DataFrame, table: pd.DataFrame
 
     both = m[m["_merge"] == "both"].reset_index(drop=True)
     if len(both):
-        for metric in COMPARED_METRICS:
-            b = both[f"{metric}_b"].to_numpy(dtype=np.float64, na_value=np.nan)
-            a = both[f"{metric}_a"].to_numpy(dtype=np.float64, na_value=np.nan)
-            with np.errstate(invalid="ignore", over="ignore"):
-                floor = both[FLOOR_COLUMNS[metric]].to_numpy(dtype=np.float64,
-                                                             na_value=0.0)
-                limit = factor * np.maximum(b, np.nan_to_num(floor, nan=0.0))
-                grew = ~np.isnan(b) & ((a > limit) | np.isnan(a))
+        def col(name: str) -> np.ndarray:
+            return both[name].to_numpy(dtype=np.float64, na_value=np.nan)
+
+        # Where neither side has an oracle error, the fallback metric is compared instead.
+        no_oracle = np.isnan(col("err_oracle_eps_b")) & np.isnan(col("err_oracle_eps_a"))
+        checks = [(metric, ref, ~no_oracle) for metric, ref in COMPARED_METRICS.items()]
+        checks.append((FALLBACK_METRIC, None, no_oracle))
+        for metric, ref, where in checks:
+            b, a = col(f"{metric}_b"), col(f"{metric}_a")
+            r_now = col(f"{ref}_a") if ref is not None else np.full(len(b), np.nan)
+            limit = accuracy_limits(b, r_now, factor=factor, rule=rule)
+            with np.errstate(invalid="ignore"):
+                worse = (a > limit) | (~np.isfinite(a) & np.isfinite(b))
+            grew = where & ~np.isnan(b) & worse
             for i in np.flatnonzero(grew):
                 r = both.iloc[i]
                 ratio = (a[i] / b[i]) if b[i] > 0 else (np.inf if a[i] > 0 else np.nan)
                 entry("grew", r, metric=metric, before=b[i], after=a[i], ratio=ratio,
                       limit=limit[i], status_before=r["status_b"], status_after=r["status_a"])
-        newly = both["status_a"].isin(_FAILING) & ~both["status_b"].isin(_FAILING)
+        newly = both["status_a"].isin(failing) & ~both["status_b"].isin(failing)
         for _, r in both[newly].iterrows():
             entry("new_failure", r, metric="status", status_before=r["status_b"],
+                  status_after=r["status_a"], detail=str(r["reason"] or ""))
+        reason = (both["status_b"].isin(_AGREEING) & ~both["status_a"].isin(_AGREEING)
+                  & ~both["status_a"].isin(failing))
+        for _, r in both[reason].iterrows():
+            entry("new_reason", r, metric="status", status_before=r["status_b"],
                   status_after=r["status_a"], detail=str(r["reason"] or ""))
 
     only_b = m[m["_merge"] == "left_only"]
@@ -754,11 +718,11 @@ def compare_with_baseline(baseline: Baseline | pd.DataFrame, table: pd.DataFrame
         if len(whole_a) and len(rb) and not len(whole_b):
             # The new run has one whole-case row (error, skipped) instead of the tensors.
             wa = whole_a.iloc[0]
-            worst = _worst_status(rb["status_b"])
+            worst = worst_status(rb["status_b"])
             status = str(wa["status_a"])
-            if status in _FAILING and worst in _FAILING:
+            if status in failing and worst in failing:
                 continue  # failing before, failing now
-            entry("new_failure" if status in _FAILING else "missing",
+            entry("new_failure" if status in failing else "missing",
                   dict(rb.iloc[0], _layer=-1, quantity=_WHOLE_CASE), metric="status",
                   status_before=worst, status_after=status,
                   detail=f"{len(rb)} baseline rows not produced: {status}: {wa['reason']}")
@@ -766,18 +730,18 @@ def compare_with_baseline(baseline: Baseline | pd.DataFrame, table: pd.DataFrame
         if len(whole_b) and len(ra) and not len(whole_a):
             # The baseline has a whole-case row; the new run has the tensors.
             wb = whole_b.iloc[0]
-            if wb["status_b"] in _FAILING:
+            if wb["status_b"] in failing:
                 continue  # an error fixed: not a regression
             entry("new_row", dict(ra.iloc[0], _layer=-1, quantity=_WHOLE_CASE),
                   status_before=str(wb["status_b"]),
-                  status_after=_worst_status(ra["status_a"]),
+                  status_after=worst_status(ra["status_a"]),
                   detail=f"{len(ra)} rows not in the baseline (it has {wb['status_b']} "
                          "for this case and backend)")
             continue
         for _, r in rb.iterrows():
             entry("missing", r, status_before=r["status_b"])
         for _, r in ra.iterrows():
-            if r["status_a"] in _FAILING:
+            if r["status_a"] in failing:
                 entry("new_failure", r, metric="status", status_after=r["status_a"],
                       detail="not in the baseline: " + str(r["reason"] or ""))
             else:
@@ -786,6 +750,9 @@ def compare_with_baseline(baseline: Baseline | pd.DataFrame, table: pd.DataFrame
     reg = pd.DataFrame(out, columns=[*REGRESSION_COLUMNS, "_pos"])
     if reg.empty:
         return reg.drop(columns="_pos")
+    if machine:
+        note = f"[this machine differs from the baseline's: {', '.join(machine)}]"
+        reg["detail"] = [f"{d} {note}".strip() for d in reg["detail"]]
     reg["_kind"] = reg["kind"].map({k: i for i, k in enumerate(KINDS)})
     reg["_case"] = reg["case_id"].map(case_rank)
     reg = reg.sort_values(["_kind", "_case", "backend", "_pos", "metric"], kind="stable",
@@ -795,7 +762,8 @@ def compare_with_baseline(baseline: Baseline | pd.DataFrame, table: pd.DataFrame
     return reg
 
 
-def _worst_status(statuses: Iterable[str]) -> str:
+def worst_status(statuses: Iterable[str]) -> str:
+    """The worst of ``statuses`` in the verdict's status order."""
     from gradparity.verdict import STATUSES
 
     rank = {s: i for i, s in enumerate(STATUSES)}
@@ -857,5 +825,164 @@ def regression_counts(reg: pd.DataFrame) -> str:
         if n:
             label = _KIND_LABELS[k]
             parts.append(f"{n} {label}" + ("s" if n > 1 and k in ("new_failure", "missing",
-                                                                 "new_row") else ""))
+                                                                 "new_row", "new_reason")
+                                                 else ""))
     return ", ".join(parts) or "no regressions"
+
+
+# -- diff of two results -------------------------------------------------------------------
+
+DIFF_COLUMNS: tuple[str, ...] = (
+    "change", "case_id", "backend", "against", "layer", "quantity", "status_a", "status_b",
+    "err_a", "err_b", "ref_err_a", "ref_err_b", "worst_a", "worst_b", "limit_a", "limit_b",
+)
+#: ``change`` values of `diff_results`, worst first.
+CHANGES: tuple[str, ...] = ("beyond_budget", "status", "only_a", "only_b", "within_budget",
+                            "same")
+
+
+@dataclass
+class Comparable:
+    """Rows and environment of a result folder or a baseline file (what `diff` reads)."""
+
+    label: str
+    rows: pd.DataFrame
+    environment: dict[str, str]
+
+
+def load_comparable(path: str | Path, *, option: str = "A") -> Comparable:
+    """A result folder (``table.csv``, or ``table.csv.gz``, and ``environment.json``, as
+    ``gradparity run`` writes them) or a baseline file, as rows with `ROW_COLUMNS`; one-line `UsageError`
+    otherwise."""
+    import pandas as pd
+
+    p = Path(path)
+    if p.is_dir():
+        table_path = p / "table.csv"
+        if not table_path.is_file() and (p / "table.csv.gz").is_file():
+            table_path = p / "table.csv.gz"
+        if not table_path.is_file():
+            raise UsageError(f"{option}={str(p)!r}: no table.csv in this folder, expected a "
+                             "result folder of 'gradparity run' or a baseline file")
+        try:
+            table = pd.read_csv(table_path, keep_default_na=False, na_values=[""])
+            rows = pd.DataFrame([tuple(r) for r in rows_from_table(table)],
+                                columns=list(ROW_COLUMNS))
+        except (ValueError, KeyError, pd.errors.ParserError, UnicodeDecodeError) as e:
+            raise UsageError(f"{option}={str(table_path)!r}: not a result table "
+                             f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+                             ) from None
+        env: dict[str, str] = {}
+        env_path = p / "environment.json"
+        if env_path.is_file():
+            try:
+                raw = json.loads(env_path.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError):
+                raise UsageError(f"{option}={str(env_path)!r}: not JSON") from None
+            if isinstance(raw, dict):
+                env = {str(k): str(v) for k, v in raw.items()}
+        return Comparable(str(p), rows, env)
+    if p.is_file():
+        b = load_baseline(p)
+        return Comparable(str(p), b.table()[list(ROW_COLUMNS)], dict(b.environment))
+    raise UsageError(f"{option}={str(p)!r}: no such file or folder, expected a result "
+                     "folder or a baseline file")
+
+
+def diff_results(a: pd.DataFrame, b: pd.DataFrame, *, factor: float = DEFAULT_FACTOR,
+                 rule: CalibratedRule = DEFAULT_RULE) -> pd.DataFrame:
+    """Tensor by tensor, how ``b`` differs from ``a`` (rows with `ROW_COLUMNS`).
+
+    Errors are against each side's own oracle, in eps. A tensor whose errors differ is
+    ``within_budget`` when each side is within the other's limit, the limit being
+    `accuracy_limits` (``max(factor x other error, multiplier x own reference error +
+    floor)``): both are as accurate as their own machine's rounding allows, or as each
+    other. Otherwise it is ``beyond_budget``. ``status`` is a changed status, ``only_a`` /
+    ``only_b`` a row on one side. Returns `DIFF_COLUMNS`, worst change first, then the
+    largest change of the normwise error (in eps) first, then in ``a``'s order.
+    """
+    import numpy as np
+    import pandas as pd
+
+    if not (factor >= 1.0 and math.isfinite(factor)):
+        raise UsageError(f"factor={factor!r}: expected a finite number >= 1")
+    sides = []
+    for df in (a, b):
+        df = df.copy()
+        df["_layer"] = pd.array(df["layer"].tolist(), dtype="Int64").fillna(-1).astype(int)
+        df["_pos"] = np.arange(len(df))
+        sides.append(df)
+    keys = ["case_id", "backend", "against", "_layer", "quantity"]
+    m = sides[0].merge(sides[1], on=keys, how="outer", suffixes=("_a", "_b"), indicator=True)
+
+    def col(name: str) -> np.ndarray:
+        return m[name].to_numpy(dtype=np.float64, na_value=np.nan)
+
+    out = pd.DataFrame({
+        "case_id": m["case_id"], "backend": m["backend"], "against": m["against"],
+        "layer": pd.array([None if x < 0 else int(x) for x in m["_layer"]], dtype="Int64"),
+        "quantity": m["quantity"], "status_a": m["status_a"].fillna(""),
+        "status_b": m["status_b"].fillna(""),
+    })
+    within = np.ones(len(m), dtype=bool)
+    same = np.ones(len(m), dtype=bool)
+    no_oracle = np.isnan(col("err_oracle_eps_a")) & np.isnan(col("err_oracle_eps_b"))
+    for metric, ref in COMPARED_METRICS.items():
+        short = "err" if metric == "err_oracle_eps" else "worst"
+        ea, eb = col(f"{metric}_a"), col(f"{metric}_b")
+        fa, fb = np.where(no_oracle, col(f"{FALLBACK_METRIC}_a"), ea), np.where(
+            no_oracle, col(f"{FALLBACK_METRIC}_b"), eb)
+        ra = np.where(no_oracle, np.nan, col(f"{ref}_a"))
+        rb = np.where(no_oracle, np.nan, col(f"{ref}_b"))
+        la = accuracy_limits(fb, ra, factor=factor, rule=rule)  # what a may be, given b
+        lb = accuracy_limits(fa, rb, factor=factor, rule=rule)
+        with np.errstate(invalid="ignore"):
+            ok = ((fa <= la) | (np.isnan(fa) & np.isnan(fb))) & (
+                (fb <= lb) | (np.isnan(fa) & np.isnan(fb)))
+            ok |= np.isinf(fa) & np.isinf(fb)
+        within &= ok
+        same &= (fa == fb) | (np.isnan(fa) & np.isnan(fb))
+        out[f"{short}_a"], out[f"{short}_b"] = ea, eb
+        if short == "err":
+            out["ref_err_a"], out["ref_err_b"] = col(f"{ref}_a"), col(f"{ref}_b")
+            out["limit_a"], out["limit_b"] = la, lb
+    merge = m["_merge"].to_numpy()
+    status_changed = (out["status_a"] != out["status_b"]).to_numpy()
+    change = np.select(
+        [merge == "left_only", merge == "right_only", status_changed, ~within, same],
+        ["only_a", "only_b", "status", "beyond_budget", "same"], default="within_budget")
+    out.insert(0, "change", change)
+    rank = {c: i for i, c in enumerate(CHANGES)}
+    with np.errstate(all="ignore"):
+        moved = np.abs(out["err_b"].to_numpy() - out["err_a"].to_numpy())
+    moved = np.nan_to_num(moved, nan=0.0, posinf=np.finfo(np.float64).max)
+    order = np.lexsort((m["_pos_b"].fillna(len(m)).to_numpy(),
+                        m["_pos_a"].fillna(len(m)).to_numpy(), -moved,
+                        out["change"].map(rank).to_numpy()))
+    return out.iloc[order].reset_index(drop=True)[list(DIFF_COLUMNS)]
+
+
+def format_diff(diff: pd.DataFrame, *, limit: int = 40) -> str:
+    """The changed tensors as aligned text (worst first), ``same`` ones left out."""
+    import pandas as pd
+
+    shown = diff[~diff["change"].isin(["same"])]
+    if shown.empty:
+        return ""
+    header = ("change", "case_id", "backend", "tensor", "status A", "status B", "err A",
+              "err B", "limit B")
+    lines = []
+    for r in shown.head(limit).itertuples(index=False):
+        layer = None if pd.isna(r.layer) else int(r.layer)
+        tensor = r.quantity if layer is None or r.quantity == "loss" else f"{r.quantity}{layer}"
+        lines.append((r.change.replace("_", " "), r.case_id, r.backend, tensor,
+                      r.status_a or "-", r.status_b or "-", _fmt(float(r.err_a)),
+                      _fmt(float(r.err_b)), _fmt(float(r.limit_b))))
+    widths = [max(len(h), *(len(x[i]) for x in lines)) for i, h in enumerate(header)]
+    right = {6, 7, 8}
+    text = ["  ".join(c.rjust(w) if i in right else c.ljust(w)
+                      for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+            for cells in [header, *lines]]
+    if len(shown) > limit:
+        text.append(f"... {len(shown) - limit} more")
+    return "\n".join(text) + "\n"

@@ -88,7 +88,7 @@ class _Session:
                     "; create it with --gradparity-update-baseline" if not path.exists()
                     else "")
                 raise pytest.UsageError(f"{e}{hint}") from None
-            state.pairs = {(r[0], r[1]) for r in state.baseline.rows}
+            state.pairs = {(r.case_id, r.backend) for r in state.baseline.rows}
         return state
 
     # -- per check ------------------------------------------------------------------------
@@ -96,7 +96,7 @@ class _Session:
         from gradparity.baseline import Baseline, rows_from_table
 
         new = Baseline(cases=list(result.cases),
-                       rows=rows_from_table(result.table, result.floors),
+                       rows=rows_from_table(result.table),
                        environment=dict(result.table.attrs.get("environment", {})),
                        source=_UPDATE_SOURCE)
         self.recorded = new if self.recorded is None else self.recorded.merged(new)
@@ -106,6 +106,7 @@ class _Session:
         from gradparity.baseline import (
             DEFAULT_FACTOR,
             compare_with_baseline,
+            differing_keys,
             format_regressions,
             regression_counts,
         )
@@ -131,8 +132,10 @@ class _Session:
                     + (f" (and {len(changed) - 1} more)" if len(changed) > 1 else "")
                     + "; update it with --gradparity-update-baseline")
         factor = DEFAULT_FACTOR if self.factor is None else self.factor
+        machine = differing_keys(self.baseline.environment,
+                                 result.table.attrs.get("environment", {}))
         reg = compare_with_baseline(self.baseline.restricted(pairs), result.table,
-                                    factor=factor)
+                                    factor=factor, machine=machine)
         if reg.empty:
             return ""
         return (f"Gradient agreement got worse than the baseline {self.path} "
@@ -306,7 +309,7 @@ class GradparityCheck:
             rtol=rtol if rtol is not None else opts.get("rtol"),
             atol=atol if atol is not None else opts.get("atol"),
             policy=policy or opts.get("policy") or "allclose",
-            floors=self._state.update, **(model_options if target is self.spec else {}))
+            **(model_options if target is self.spec else {}))
         if not result.cases:  # a model check: judged on its own, not against a baseline
             if result.problems:
                 raise AssertionError(result.message())

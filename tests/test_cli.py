@@ -102,7 +102,7 @@ def test_toml_sweep_runs_and_writes_the_result_folder(tmp_path, capsys, monkeypa
     """))
     code = main(["run", "s.toml", "--backends", "reference", "-q"])
     assert code == 0
-    out = tmp_path / "results" / "mini"
+    out = tmp_path / "results" / "runs" / "mini"
     assert sorted(p.name for p in out.iterdir()) == [
         "environment.json", "pass_rates.csv", "summary.md", "table.csv", "table.parquet",
         "worst_per_case.csv"]
@@ -110,8 +110,8 @@ def test_toml_sweep_runs_and_writes_the_result_folder(tmp_path, capsys, monkeypa
     # 2 sizes x 2 activations x (bce: 2 forms + mse: 1 form) = 12 cases
     assert df["case_id"].nunique() == 12
     assert set(df["status"]) == {"pass"}
-    assert "results/mini" in capsys.readouterr().out
-    assert not [p for p in (tmp_path / "results").iterdir() if p.name.startswith(".")]
+    assert "results/runs/mini" in capsys.readouterr().out
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]
 
 
 def test_list_names_suites_activations_heads_and_backends(capsys):
@@ -130,7 +130,7 @@ def test_parity_failure_exits_1_and_still_writes_the_table(tmp_path, capsys, mon
     out = capsys.readouterr().out
     assert code == 1
     assert "failures:" in out and "torch" in out
-    df = pd.read_csv(tmp_path / "results" / "one" / "table.csv")
+    df = pd.read_csv(tmp_path / "results" / "runs" / "one" / "table.csv")
     assert (df["status"] == "fail").any()
 
 
@@ -211,5 +211,5 @@ def test_a_backend_named_twice_runs_once(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "s.toml").write_text("[[case]]\nsizes = [3, 4, 2]\n")
     assert main(["run", "s.toml", "--backends", "reference,reference", "-q"]) == 0
-    df = pd.read_csv(tmp_path / "results" / "s" / "table.csv")
+    df = pd.read_csv(tmp_path / "results" / "runs" / "s" / "table.csv")
     assert not df.duplicated(["case_id", "layer", "quantity", "backend", "mode"]).any()

@@ -10,6 +10,7 @@ COMMANDS: tuple[str, ...] = (
     "gradparity.commands.run",
     "gradparity.commands.list",
     "gradparity.commands.baseline",
+    "gradparity.commands.diff",
     "gradparity.commands.debug",
     "gradparity.commands.selftest",
 )

@@ -3,8 +3,9 @@
 ``baseline save`` runs suites and writes a baseline file (`gradparity.baseline`): every
 spec, the backends and tolerances, and per tensor the status and error metrics.
 ``check`` runs the baseline's cases again and exits 1 on a regression: a new ``fail`` or
-``error``, a missing or new row, or a compared metric above ``factor`` times its baseline
-value (or its floor). Both exit 2 with a one-line message on a usage or file problem.
+``error``, a new reason code, a missing or new row, or a tensor that got less accurate
+against the oracle than both ``factor`` times its baseline error and this machine's
+rounding budget. Both exit 2 with a one-line message on a usage or file problem.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "save", help="run suites and write a baseline file",
         description="Run suites (built-in names or TOML files) and write a baseline: every "
         "spec (with explicit data), the backends, the tolerances, the environment and, per "
-        "tensor, the status, max_abs_err and norm_err_eps with their floors. JSON text, "
+        "tensor, the status, the reason code and the errors against the oracle of the "
+        "backend and of the reference. JSON text, "
         "one case or row per line, written atomically.")
     save.add_argument("suites", nargs="*", default=["default"], metavar="SUITE_OR_FILE",
                       help="built-in suite name or .toml file (default: default)")
@@ -65,10 +67,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     check = sub.add_parser(
         "check", help="run a baseline's cases again; exit 1 if agreement got worse",
         description="Run the cases of a baseline file again (its specs, backends and "
-        "tolerances) and compare: exit 1 on a new fail/error, a missing or new row, or a "
-        "max_abs_err or norm_err_eps above FACTOR x max(baseline value, floor); the floor "
-        "is one ULP or the tensor's reordering noise, whichever is larger. Warns on stderr "
-        "when the environment (python, numpy, torch, jax, BLAS, CPU) differs.")
+        "tolerances) and compare: exit 1 on a new fail/error, a new reason code, a missing "
+        "or new row, or an error against the oracle (err_oracle_eps, worst_oracle_eps) "
+        "above max(FACTOR x baseline error, 4 x reference error now + 16 eps): less "
+        "accurate than before and than this machine's rounding budget. Says first what "
+        "differs between the baseline's environment and this one (versions, BLAS, CPU, "
+        "SIMD features, kernel variables, threads).")
     check.add_argument("--baseline", metavar="FILE", help="the baseline file")
     check.add_argument("--factor", type=float, metavar="F",
                        help=f"allowed growth of an error metric (default: {_FACTOR_HELP})")
@@ -143,6 +147,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         COMPARED_METRICS,
         DEFAULT_FACTOR,
         compare_with_baseline,
+        differing_keys,
         environment_differences,
         format_regressions,
         load_baseline,
@@ -160,9 +165,6 @@ def cmd_check(args: argparse.Namespace) -> int:
 
         check_output_folder(args.out)
     baseline = load_baseline(args.baseline)
-    for line in environment_differences(baseline.environment, environment()):
-        print(f"gradparity check: warning: environment differs from the baseline: {line}",
-              file=sys.stderr)
     runnable, notes = rerunnable(baseline)
     for note in notes:
         print(f"gradparity check: note: {note}", file=sys.stderr)
@@ -174,14 +176,19 @@ def cmd_check(args: argparse.Namespace) -> int:
         from gradparity.experiments.report import write_results
 
         write_results(table, args.out, name=Path(args.out).name)
-    reg = compare_with_baseline(runnable, table, factor=factor)
+    now = table.attrs.get("environment") or environment()
+    for line in environment_differences(baseline.environment, now):
+        print(f"environment differs from the baseline: {line}")
+    machine = differing_keys(baseline.environment, now)
+    reg = compare_with_baseline(runnable, table, factor=factor, machine=machine)
     what = (f"{len(runnable.cases)} cases, {len(runnable.rows)} baseline rows, factor "
             f"{factor:g} on {', '.join(COMPARED_METRICS)}")
     if reg.empty:
         print(f"check: no regression against {args.baseline} ({what})")
         return EXIT_OK
     print(f"regressions against {args.baseline} (before: the baseline, after: this run; "
-          "limit: factor x max(before, floor)):")
+          "errors in eps against the oracle; limit: max(factor x before, rounding budget "
+          "now)):")
     print(format_regressions(reg), end="")
     print(f"check: {regression_counts(reg)} ({what})")
     return EXIT_FAIL

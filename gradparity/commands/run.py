@@ -18,11 +18,14 @@ from gradparity.commands.common import (
 )
 from gradparity.errors import UsageError
 
+#: Where runs write by default: an ignored folder, never the committed results (see README).
+RUNS_DIR = Path("results") / "runs"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="run parity experiments and write a result table",
                          description="Run suites (built-in names or TOML files) on the "
-                         "backends; write results/<name>/{table.csv,table.parquet,"
+                         "backends; write results/runs/<name>/{table.csv,table.parquet,"
                          "summary.md,environment.json}.")
     run.add_argument("suites", nargs="*", default=["default"], metavar="SUITE_OR_FILE",
                      help="built-in suite name (see 'gradparity list') or a .toml file; "
@@ -32,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      "(default: torch,jax)")
     run.add_argument("--dtypes", type=csv_list, action="extend", metavar="DTYPES",
                      help="keep only cases of these dtypes (float32,float64)")
-    run.add_argument("--out", metavar="DIR", help="output folder (default: results/<name>)")
+    run.add_argument("--out", metavar="DIR", help="output folder (default: results/runs/<name>)")
     run.add_argument("--name", help="run name (default: the suite names joined by '+')")
     run.add_argument("--rtol", type=float, help="override rtol for every dtype")
     run.add_argument("--atol", type=float, help="override atol for every dtype")
@@ -121,7 +124,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_name(name, option="--name" if args.name is not None else "name")
     from gradparity.io import check_output_folder
 
-    out = check_output_folder(Path("results") / name if args.out is None else args.out)
+    out = check_output_folder(RUNS_DIR / name if args.out is None else args.out)
 
     from gradparity.experiments.report import write_results
     from gradparity.experiments.runner import run_specs

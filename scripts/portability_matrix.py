@@ -1,0 +1,271 @@
+"""Does the CI gate hold on other machines? Save under one configuration, check under others.
+
+Each configuration runs the suite in a fresh process with its own kernel choices, which is
+how this one machine stands in for others (another CPU rounds differently in the same ways):
+
+* torch's kernels forced with ``ATEN_CPU_CAPABILITY`` (``default``: no vector kernels;
+  ``avx2`` where the CPU has AVX-512, whose kernels are then the stock ones);
+* thread counts (``OMP_NUM_THREADS`` 1 and 2, the one that differs from the cores: torch
+  and OpenBLAS sum in other orders);
+* XLA's code generation limited to SSE4.2 (``XLA_FLAGS=--xla_cpu_max_isa=SSE4_2``; this
+  jaxlib honours it: its CPU code then has no ymm register);
+* NumPy's OpenBLAS kernels forced with ``OPENBLAS_CORETYPE`` (Nehalem: SSE only;
+  Sandybridge: AVX without FMA; SkylakeX where the CPU has AVX-512), which moves the
+  reference;
+* ``legacy``: all of the oldest choices at once.
+
+For every ordered pair (A, B) a baseline made from A's table is compared with B's table:
+any regression there is a false alarm. Then regressions are injected into B and must be
+caught:
+
+* ``perturb``: one element of torch's dW1 (the one of median magnitude) times 1 + 1e-3, in
+  every case where that tensor is well conditioned (regime ``normal``, status ``pass``);
+  caught when that tensor is flagged;
+* ``swap``: torch's numbers replaced by jax's (other kink conventions, GELU and tanh
+  formulas); caught when the check fails;
+* ``new_failure``: one torch row's status set to ``fail``; ``deleted``: one torch row
+  dropped; ``reason``: one passing torch row now ``kink``: each caught when flagged.
+
+``--tables DIR`` keeps each configuration's tables, so the matrix can be recomputed
+without running again (``--reuse``). A real second machine can be added with
+``--extra NAME=TABLE.csv[.gz]`` (a result table recorded elsewhere; its injected runs are
+not available, so it only counts false alarms). Prints a Markdown table; exit 1 on any
+false alarm or missed regression.
+
+    python scripts/portability_matrix.py [--suite default] [--tables DIR] [--reuse]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def configurations() -> dict[str, dict[str, str]]:
+    """Name -> environment variables, for the configurations this CPU can run.
+
+    ``stock`` runs with every library's own choice (on a CPU with AVX2 and no AVX-512:
+    torch's AVX2 kernels, as many threads as cores); a configuration that would repeat it
+    on this CPU is left out (``aten-avx2`` without AVX-512, ``threads-N`` with N cores).
+    """
+    flags = _cpu_flags()
+    cores = os.cpu_count() or 1
+    configs: dict[str, dict[str, str]] = {
+        "stock": {},
+        "aten-default": {"ATEN_CPU_CAPABILITY": "default"},
+    }
+    if "avx512f" in flags:
+        configs["aten-avx2"] = {"ATEN_CPU_CAPABILITY": "avx2"}
+    for n in (1, 2):
+        if n != cores:
+            configs[f"threads-{n}"] = {"OMP_NUM_THREADS": str(n)}
+    configs["xla-sse4_2"] = {"XLA_FLAGS": "--xla_cpu_max_isa=SSE4_2"}
+    configs["openblas-nehalem"] = {"OPENBLAS_CORETYPE": "Nehalem"}
+    configs["openblas-sandybridge"] = {"OPENBLAS_CORETYPE": "Sandybridge"}
+    if "avx512f" in flags:
+        configs["openblas-skylakex"] = {"OPENBLAS_CORETYPE": "SkylakeX"}
+    configs["legacy"] = {"ATEN_CPU_CAPABILITY": "default", "OMP_NUM_THREADS": "1",
+                         "XLA_FLAGS": "--xla_cpu_max_isa=SSE4_2",
+                         "OPENBLAS_CORETYPE": "Nehalem"}
+    return configs
+
+
+# -- the worker: one configuration, in its own process -------------------------------------
+
+class _Perturbed:
+    """torch, with one element of dW1 (median magnitude) times 1 + 1e-3."""
+
+    def __init__(self, inner):
+        self._inner = inner
+        self.name = inner.name
+
+    def __getattr__(self, attr):
+        return getattr(self._inner, attr)
+
+    def gradients(self, case):
+        import numpy as np
+
+        g = self._inner.gradients(case)
+        w = np.array(g.grads["dW1"], copy=True)
+        flat = w.reshape(-1)
+        i = int(np.argsort(np.abs(flat), kind="stable")[flat.size // 2])
+        flat[i] = flat[i] * w.dtype.type(1 + 1e-3)
+        g.grads["dW1"] = w
+        return g
+
+
+def worker(suite: str, out: Path) -> None:
+    from gradparity.adapters.registry import get_backend
+    from gradparity.environment import environment
+    from gradparity.experiments.runner import run_specs
+    from gradparity.experiments.suites import SUITES
+
+    specs = SUITES[suite][0]()
+    out.mkdir(parents=True, exist_ok=True)
+    clean = run_specs(specs, backends=["torch", "jax"])
+    env = dict(sorted(environment().items()))
+    clean.to_csv(out / "table.csv", index=False)
+    perturbed = run_specs(specs, backends=[_Perturbed(get_backend("torch"))])
+    perturbed.to_csv(out / "perturbed.csv", index=False)
+    (out / "environment.json").write_text(json.dumps(env, indent=2, sort_keys=True) + "\n")
+
+
+def run_configuration(name: str, variables: dict[str, str], suite: str, out: Path) -> None:
+    env = dict(os.environ)
+    for k in ("ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS", "XLA_FLAGS", "OPENBLAS_CORETYPE"):
+        env.pop(k, None)
+    env.update(variables)
+    print(f"[{name}] {' '.join(f'{k}={v}' for k, v in variables.items()) or '(no variables)'}",
+          file=sys.stderr, flush=True)
+    subprocess.run([sys.executable, __file__, "--worker", "--suite", suite, "--tables",
+                    str(out)], env=env, check=True)
+
+
+# -- the matrix ----------------------------------------------------------------------------
+
+def _read(path: Path):
+    import pandas as pd
+
+    t = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    t["layer"] = pd.array(t["layer"].tolist(), dtype="Int64")
+    return t
+
+
+def _cases(suite: str):
+    from gradparity.baseline import cases_of
+    from gradparity.experiments.suites import SUITES
+    from gradparity.tolerances import resolve_tolerances
+
+    return cases_of(SUITES[suite][0](), ("torch", "jax"), resolve_tolerances())
+
+
+def injected(clean, perturbed):
+    """Name -> (table, what must be flagged: a set of keys, or None for "the check fails")."""
+    import pandas as pd
+
+    torch = clean["backend"] == "torch"
+    out = {}
+    # perturb: torch rows from the perturbed run; flagged must include each case's dW1
+    cond = (clean["regime"] == "normal") & torch & (clean["quantity"] == "dW") & (
+        clean["layer"] == 1) & (clean["status"] == "pass")
+    want = {(r.case_id, "torch", 1, "dW") for r in clean[cond].itertuples()}
+    table = pd.concat([clean[~torch], perturbed], ignore_index=True)
+    out["perturb"] = (table, want)
+    swapped = clean[clean["backend"] == "jax"].copy()
+    swapped["backend"] = "torch"
+    out["swap"] = (pd.concat([swapped, clean[~torch]], ignore_index=True), None)
+    ok = clean.index[torch & (clean["status"] == "pass") & (clean["quantity"] == "dW")]
+    i = ok[len(ok) // 2]
+    key = (clean.at[i, "case_id"], "torch", int(clean.at[i, "layer"]), "dW")
+    t = clean.copy()
+    t.loc[i, "status"] = "fail"
+    out["new_failure"] = (t, {key})
+    out["deleted"] = (clean.drop(index=i), {key})
+    t = clean.copy()
+    t.loc[i, ["status", "reason_code"]] = ["kink", "kink"]
+    out["reason"] = (t, {key})
+    return out
+
+
+def matrix(suite: str, tables: Path, names: list[str], extra: dict[str, Path]) -> int:
+    from gradparity.baseline import (
+        baseline_from_table,
+        compare_with_baseline,
+        differing_keys,
+    )
+
+    cases = _cases(suite)
+    data = {}
+    for name in names:
+        d = tables / name
+        env = json.loads((d / "environment.json").read_text())
+        data[name] = (_read(d / "table.csv"), _read(d / "perturbed.csv"), env)
+    for name, path in extra.items():
+        env_path = path.parent / "environment.json"
+        env = json.loads(env_path.read_text()) if env_path.is_file() else {}
+        data[name] = (_read(path), None, env)
+
+    header = ("| saved under | checked under | what differs | false alarms | perturb | swap "
+              "| new failure | deleted | new reason |")
+    lines = [header, "|" + "---|" * 9]
+    bad = 0
+    for a, (table_a, _, env_a) in data.items():
+        base = baseline_from_table(table_a, cases, environment=env_a)
+        for b, (table_b, pert_b, env_b) in data.items():
+            if a == b:
+                continue
+            differs = differing_keys(env_a, env_b)
+            reg = compare_with_baseline(base, table_b)
+            false = len(reg)
+            bad += false > 0
+            cells = []
+            if pert_b is None:
+                cells = ["-"] * 5
+            else:
+                for _name, (t, want) in injected(table_b, pert_b).items():
+                    r = compare_with_baseline(base, t)
+                    if want is None:
+                        ok = not r.empty
+                        cells.append(f"{'caught' if ok else 'MISSED'} ({len(r)} rows)")
+                    else:
+                        got = {(c, k, int(la) if la is not None and la == la else None, q)
+                               for c, k, la, q in zip(r["case_id"], r["backend"], r["layer"],
+                                                      r["quantity"], strict=True)}
+                        n = len(want & got)
+                        ok = n == len(want)
+                        cells.append(f"{n}/{len(want)}" if len(want) > 1 else
+                                     ("caught" if ok else "MISSED"))
+                    bad += not ok
+            lines.append(f"| {a} | {b} | {', '.join(differs) or '-'} | {false} | "
+                         + " | ".join(cells) + " |")
+    print("\n".join(lines))
+    return 1 if bad else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--suite", default="default")
+    p.add_argument("--tables", type=Path, default=ROOT / "results" / "runs" / "portability")
+    p.add_argument("--reuse", action="store_true",
+                   help="use the tables already in --tables; run only the missing ones")
+    p.add_argument("--only", help="comma-separated configuration names")
+    p.add_argument("--extra", action="append", default=[], metavar="NAME=TABLE",
+                   help="a result table recorded on another machine")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        worker(args.suite, args.tables)
+        return 0
+    configs = configurations()
+    if args.only:
+        configs = {k: v for k, v in configs.items() if k in args.only.split(",")}
+    for name, variables in configs.items():
+        out = args.tables / name
+        if not (args.reuse and (out / "perturbed.csv").is_file()):
+            run_configuration(name, variables, args.suite, out)
+    extra = {}
+    for item in args.extra:
+        name, _, path = item.partition("=")
+        extra[name] = Path(path)
+    return matrix(args.suite, args.tables, list(configs), extra)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
