@@ -9,7 +9,7 @@ The names here are what the three uses need; everything else is reachable by sub
 
 * parity experiments: `Spec`, `make_case`, `reference_gradients`, `get_backend`, `judge`
   with `DEFAULT_TOLERANCES`, `run_specs`, `load_suite_file`, `write_results`;
-* debugging a learner's backprop or model: `debug_numpy`, `debug_torch`;
+* debugging a learner's backprop or model: `debug_numpy`, `debug_torch`, `debug_jax`;
 * CI regression: `assert_grads_match`, `check_grads`, `save_baseline`, `load_baseline`,
   `rerun_baseline`, `compare_with_baseline`;
 * errors: `UsageError` (bad input; the CLI exits 2) and its `SpecError`.
@@ -37,6 +37,7 @@ _LAZY = {
     "load_suite_file": "gradparity.experiments.toml_suite",
     "debug_numpy": "gradparity.debug",
     "debug_torch": "gradparity.debug",
+    "debug_jax": "gradparity.debug",
     "assert_grads_match": "gradparity.ci.assertions",
     "check_grads": "gradparity.ci.assertions",
     "load_baseline": "gradparity.ci.baseline",
@@ -59,6 +60,7 @@ __all__ = [
     "compare_with_baseline",
     "debug_numpy",
     "debug_torch",
+    "debug_jax",
     "get_backend",
     "judge",
     "load_baseline",
@@ -78,7 +80,7 @@ if TYPE_CHECKING:
         rerun_baseline,
         save_baseline,
     )
-    from gradparity.debug import debug_numpy, debug_torch
+    from gradparity.debug import debug_jax, debug_numpy, debug_torch
     from gradparity.experiments.report import write_results
     from gradparity.experiments.runner import run_specs
     from gradparity.experiments.toml_suite import load_suite_file

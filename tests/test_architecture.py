@@ -32,6 +32,7 @@ BETWEEN_USES: dict[tuple[str, str], str] = {
     ("ci", "experiments"): "a baseline reruns its cases with the runner, as one tidy table",
     ("debug", "experiments"): "a debug session is written as the runner's tidy table",
     ("selftest", "experiments"): "the self-test report uses the tables' markdown writer",
+    ("ci", "debug"): "the CI gate checks a user's own torch or JAX model the way debug does",
 }
 ROOT = "gradparity"  # the public API face, above every layer
 

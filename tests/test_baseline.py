@@ -489,7 +489,7 @@ def test_check_fails_on_a_new_failure_and_names_another_environment(saved, capsy
      "--factor=0.5: expected a finite number >= 1"),
     (["check", "--baseline", "b.json", "--factor", "nan"],
      "--factor=nan: expected a finite number >= 1"),
-    (["check"], "the following arguments are required: --baseline"),
+    (["check"], "check: give --baseline FILE, or your model with --torch MODULE:ATTR"),
     (["baseline"], "expected a sub-command: save"),
     (["baseline", "save", "quick"], "the following arguments are required: --out"),
     (["baseline", "save", "nosuch", "--out", "x.json"], "suite='nosuch'"),

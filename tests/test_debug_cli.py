@@ -37,8 +37,8 @@ def test_seed_exits_0_and_buggy_exits_1(capsys):
 
 
 @pytest.mark.parametrize(("args", "expected"), [
-    (["debug"], "give either FILE.py (your backprop) or --torch MODULE:ATTR"),
-    (["debug", SEED, "--torch", "x:y"], "give either FILE.py"),
+    (["debug"], "give one of FILE.py (your backprop), --torch MODULE:ATTR or --jax MODULE:FN"),
+    (["debug", SEED, "--torch", "x:y"], "give one of FILE.py"),
     (["debug", "nope.py"], "file='nope.py': no such file"),
     (["debug", SEED, "--sizes", "4,x,1"], "--sizes='4,x,1': expected comma-separated"),
     (["debug", SEED, "--sizes", "4"], "expected at least two sizes"),
@@ -56,11 +56,16 @@ def test_seed_exits_0_and_buggy_exits_1(capsys):
     (["debug", "--torch", "nocolon"], "--torch='nocolon': expected MODULE:ATTR"),
     (["debug", "--torch", "no_such_module_xyz:model"], "cannot import 'no_such_module_xyz'"),
     (["debug", "--torch", "examples/torch_model.py:nope"], "has no attribute 'nope'"),
+    (["debug", "--jax", "examples/jax_mlp.py:nope"], "--jax='examples/jax_mlp.py:nope': "
+     "examples/jax_mlp.py has no attribute 'nope'"),
+    (["debug", "--jax", "examples/jax_mlp.py:loss", "--sizes", "1,2"],
+     "--sizes: not used with --jax"),
+    (["debug", SEED, "--loss", "MSELoss"], "--loss: used with --torch or --jax only"),
     (["debug", "--torch", "examples/torch_model.py:model", "--sizes", "1,2"],
      "--sizes: not used with --torch"),
 ])
 def test_usage_errors_exit_2_with_one_line(tmp_path, capsys, monkeypatch, args, expected):
-    monkeypatch.chdir(ROOT if "--torch" in args else tmp_path)
+    monkeypatch.chdir(ROOT if "--torch" in args or "--jax" in args else tmp_path)
     if "--torch" in args and "nocolon" not in args and len(args) > 2 and args[2].startswith(
             "examples/"):
         pytest.importorskip("torch")

@@ -174,9 +174,25 @@ def check_grads(
     rtol: float | None = None,
     atol: float | None = None,
     policy: str = "allclose",
+    **model_options: Any,
 ) -> ParityResult:
     """Judge every backend on every case; never raises for a mismatch (see
-    `assert_grads_match`)."""
+    `assert_grads_match`). A user's model (see `assert_grads_match`) is checked by
+    `gradparity.debug.model_gate`."""
+    from gradparity.debug.model_gate import is_user_model
+
+    if is_user_model(spec_or_model):
+        from gradparity.debug.model_gate import model_problems, run_model
+
+        if policy != "allclose":
+            raise UsageError(f"policy={policy!r}: a model check uses allclose")
+        names = [backends] if isinstance(backends, str) else list(backends or ())
+        result, framework = run_model(spec_or_model, names, rtol=rtol, atol=atol,
+                                      **model_options)
+        return ParityResult(table=result.table(), problems=model_problems(result, framework),
+                            cases=[])
+    if model_options:
+        raise TypeError(f"{sorted(model_options)[0]}: an option of a model check only")
     from gradparity.ci.baseline import BaselineCase
     from gradparity.experiments.environment import environment
     from gradparity.experiments.runner import evaluate_case
@@ -215,12 +231,19 @@ def assert_grads_match(
     rtol: float | None = None,
     atol: float | None = None,
     policy: str = "allclose",
+    **model_options: Any,
 ) -> pd.DataFrame:
     """Assert that every backend's loss, forward values and gradients match the reference.
 
     Args:
         spec_or_model: a `Spec`, a list of Specs, or a `Case` (your own parameters and
-            data: build one with `make_case` and replace its arrays).
+            data: build one with `make_case` and replace its arrays); or your own model:
+            a torch ``nn.Module`` (instance, class or no-argument factory), a JAX function
+            ``fn(params, X)`` / ``loss(params, X, Y)``, or ``"file.py:attr"``. A model is
+            checked as ``gradparity debug`` checks it, per layer through its own forward
+            and backward; ``model_options`` are ``loss``, ``params``, ``head``, ``dtype``,
+            ``batch``, ``seed``, ``X``, ``Y`` (the model's own data) and ``backends`` name
+            the frameworks run on the same case.
         backends: names (``"torch"``, ``"jax"``, ``"reference"``) or backend objects (the
             `Backend` protocol: ``name``, ``available()``, ``unavailable_reason()``,
             ``gradients(case)``, ``kink_conventions(dtype)``, ``version()``).
@@ -237,7 +260,8 @@ def assert_grads_match(
         AssertionError: a tensor fails, a backend raises, or a backend is not installed;
             the message is laid out like ``torch.testing.assert_close``'s.
     """
-    result = check_grads(spec_or_model, backends, rtol=rtol, atol=atol, policy=policy)
+    result = check_grads(spec_or_model, backends, rtol=rtol, atol=atol, policy=policy,
+                         **model_options)
     if result.problems:
         first = result.problems[0]
         raise AssertionError(result.message()) from first.exception

@@ -296,6 +296,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     from gradparity.core.errors import UsageError
 
     args, fields, options = _marker_split(marker)
+    if "model" in fields:  # your own model(s): one item each; other fields are its options
+        models = fields["model"] if isinstance(fields["model"], (list, tuple)) else [
+            fields["model"]]
+        metafunc.parametrize("gradparity_spec", models, ids=[
+            m if isinstance(m, str) else getattr(m, "__name__", type(m).__name__)
+            for m in models], indirect=True)
+        return
     try:
         marker_options(options)
         specs = marker_specs(args, fields)
@@ -347,15 +354,23 @@ class GradparityCheck:
                         "the test with @pytest.mark.gradparity(...)", pytrace=False)
         from gradparity.core.errors import UsageError
 
+        opts = self.options
+        model_options = {k: v for k, v in opts.items()
+                         if k not in _CHECK_OPTIONS and k != "model"}
         try:
             result = self._check(check_grads, target, backends, rtol, atol, policy,
-                                 DEFAULT_BACKENDS)
+                                 DEFAULT_BACKENDS,
+                                 model_options if target is self.spec else {})
         except UsageError as e:
             problem = str(e)  # failed outside the handler: no chained traceback
         else:
             problem = ""
         if problem:
             pytest.fail(f"gradparity_check: {problem}", pytrace=False)
+        if not result.cases:  # a model check: judged on its own, not against a baseline
+            if result.problems:
+                raise AssertionError(result.message())
+            return result.table
         if self._state.update:
             self._state.record(result)
         if result.problems:
@@ -367,14 +382,15 @@ class GradparityCheck:
         return result.table
 
     def _check(self, check_grads: Any, target: Any, backends: Any, rtol: float | None,
-               atol: float | None, policy: str | None, default: Any) -> ParityResult:
+               atol: float | None, policy: str | None, default: Any,
+               model_options: dict[str, Any]) -> ParityResult:
         opts = self.options
         return check_grads(
             target,
             backends if backends is not None else opts.get("backends") or default,
             rtol=rtol if rtol is not None else opts.get("rtol"),
             atol=atol if atol is not None else opts.get("atol"),
-            policy=policy or opts.get("policy") or "allclose")
+            policy=policy or opts.get("policy") or "allclose", **model_options)
 
 
 @pytest.fixture
@@ -383,6 +399,8 @@ def gradparity_check(request: pytest.FixtureRequest, gradparity_spec: Any) -> Gr
     assert that gradients match the reference (and the session's baseline, if any)."""
     marker = request.node.get_closest_marker("gradparity")
     options = _marker_split(marker)[2] if marker is not None else {}
+    if marker is not None and "model" in marker.kwargs:
+        options = {**options, **_marker_split(marker)[1]}
     return GradparityCheck(request.config.stash[_STATE], gradparity_spec, options)
 
 

@@ -72,12 +72,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "accurate than before and than this machine's rounding budget. Says first what "
         "differs between the baseline's environment and this one (versions, BLAS, CPU, "
         "SIMD features, kernel variables, threads).")
-    check.add_argument("--baseline", required=True, metavar="FILE", help="the baseline file")
+    check.add_argument("--baseline", metavar="FILE", help="the baseline file")
     check.add_argument("--factor", type=float, metavar="F",
                        help=f"allowed growth of an error metric (default: {_FACTOR_HELP})")
     check.add_argument("--out", metavar="DIR",
                        help="also write this run's result folder (table.csv, summary.md...)")
     check.add_argument("-q", "--quiet", action="store_true", help="no per-case progress")
+    from gradparity.cli.model_check import add_arguments
+
+    add_arguments(check)
     check.set_defaults(handler=cmd_check)
 
 
@@ -129,6 +132,16 @@ def cmd_save(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    if args.torch is not None or args.jax is not None:
+        from gradparity.cli.model_check import cmd_model_check
+
+        return cmd_model_check(args)
+    if args.baseline is None:
+        raise UsageError("check: give --baseline FILE, or your model with --torch MODULE:ATTR "
+                         "or --jax MODULE:FN")
+    for flag in ("loss", "params", "head", "dtype", "batch", "backends", "rtol", "atol"):
+        if getattr(args, flag) is not None:
+            raise UsageError(f"--{flag}: used with --torch or --jax only")
     from gradparity.ci.baseline import (
         COMPARED_METRICS,
         compare_with_baseline,

@@ -32,8 +32,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "optionally, forward(X, parameters) -> (AL, cache); or learner code of "
                    "another API family (see --api), unchanged")
     p.add_argument("--torch", metavar="MODULE:ATTR",
-                   help="an nn.Sequential to check instead: module:attr or file.py:attr "
-                   "(a callable is called with no arguments)")
+                   help="a PyTorch model to check instead: module:attr or file.py:attr "
+                   "naming an nn.Module, a class or a factory (called with no arguments)")
+    p.add_argument("--jax", metavar="MODULE:FN",
+                   help="a JAX function fn(params, X) -> outputs (or loss(params, X, Y), "
+                   "loss(params, batch)) to check instead")
+    p.add_argument("--params", metavar="NAME",
+                   help="--jax: the parameters in the function's file (a variable, or an "
+                   "init function; default: params, or an init_*params* function)")
+    p.add_argument("--loss", metavar="LOSS",
+                   help="--torch/--jax: the training loss: a torch loss class "
+                   "(CrossEntropyLoss, MSELoss(reduction='sum'), ...) or the name of a loss "
+                   "object or function in the model's file (default: the one the file names)")
     p.add_argument("--sizes", metavar="N0,...,NL",
                    help="layer widths (default: from parameters/layer_dims in FILE.py, else "
                    "4,5,5,1)")
@@ -129,7 +139,8 @@ def cmd_debug(args: argparse.Namespace) -> int:
     if args.data:  # resolved here, before user code can change the working directory
         request["data"] = ",".join(str(Path(p).resolve()) if p else p
                                    for p in str(args.data).split(","))
-    what = args.file if args.file is not None else f"--torch={args.torch}"
+    what = (args.file if args.file is not None else f"--torch={args.torch}"
+            if args.torch is not None else f"--jax={args.jax}")
     result = run_isolated(request, timeout=args.timeout, what=what)
     print(result.report(), end="")
     if out is not None:
@@ -139,8 +150,12 @@ def cmd_debug(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> None:
-    if (args.file is None) == (args.torch is None):
-        raise UsageError("debug: give either FILE.py (your backprop) or --torch MODULE:ATTR")
+    if sum(v is not None for v in (args.file, args.torch, args.jax)) != 1:
+        raise UsageError("debug: give one of FILE.py (your backprop), --torch MODULE:ATTR or "
+                         "--jax MODULE:FN")
+    for flag in ("loss", "params"):
+        if getattr(args, flag) is not None and args.file is not None:
+            raise UsageError(f"--{flag}: used with --torch or --jax only")
     if args.batch is not None and args.batch < 1:
         raise UsageError(f"--batch={args.batch}: expected a positive integer")
     if args.seed < 0:

@@ -3,7 +3,8 @@
 * `debug_numpy`: a hand-written NumPy backprop in the seed's API
   (``backpropagation(cache, Y, parameters) -> grads``, optionally
   ``forward(X, parameters) -> (AL, cache)``);
-* `debug_torch`: a user's ``nn.Sequential`` of Linear and activation modules;
+* `debug_torch`: a user's PyTorch model whose forward is an MLP (any ``nn.Module``);
+* `debug_jax`: a user's JAX function ``fn(params, X)`` or ``loss(params, X, Y)``;
 * `debug` (also ``gradparity.debug(...)``: this package is callable): learner code of any
   known NumPy API family, from a file or from a notebook's functions, class or instance
   (`gradparity.debug.families`, `gradparity.debug.api`).
@@ -15,9 +16,11 @@ inherit it, and diagnose each real finding. Modules, one concept each:
 ``user_code`` (load and run user code safely, tracing which line stored what),
 ``quantities`` (keys and walk order), ``equations`` (the seed's equations one quantity at a
 time), ``conventions`` (per-example or true partials), ``localize`` (first divergence,
-inherited marking), ``diagnose`` (candidate mistakes), ``torch_model`` (nn.Sequential ->
-spec, case and the module's own autograd), ``session`` (the API), ``result``, ``report``
-and ``table`` (outputs).
+inherited marking), ``diagnose`` (candidate mistakes), ``torch_trace`` (the MLP inside a
+torch module, from its forward), ``torch_loss`` (the user's loss: head and scaling),
+``torch_run`` (the module's own forward and backward on a case), ``torch_session`` and
+``jax_model`` (the torch and JAX sessions), ``model_gate`` (a model in the CI gate),
+``session`` (the NumPy API), ``result``, ``report`` and ``table`` (outputs).
 """
 
 from __future__ import annotations
@@ -27,11 +30,14 @@ import types
 from typing import Any
 
 from gradparity.debug.diagnose import Diagnosis
+from gradparity.debug.jax_model import debug_jax
 from gradparity.debug.localize import Check
 from gradparity.debug.result import DebugResult
-from gradparity.debug.session import debug_numpy, debug_torch
+from gradparity.debug.session import debug_numpy
+from gradparity.debug.torch_session import debug_torch
 
-__all__ = ["Check", "DebugResult", "Diagnosis", "debug", "debug_numpy", "debug_torch"]
+__all__ = ["Check", "DebugResult", "Diagnosis", "debug", "debug_jax", "debug_numpy",
+           "debug_torch"]
 
 
 def debug(source: Any = None, **options: Any) -> DebugResult:

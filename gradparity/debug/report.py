@@ -26,7 +26,7 @@ def _network(r: DebugRecord) -> str:
     if s.depth > 1:
         parts.append(f"{s.activation} hidden layers")
     head = f"head {s.head}"
-    if r.kind == "torch" or s.loss_form == "probs":
+    if r.kind in ("torch", "jax") or s.loss_form == "probs":
         head += f" ({s.loss_form})"
     parts.append(head)
     return ", ".join(parts)
@@ -126,11 +126,14 @@ def _table(r: DebugRecord) -> list[str]:
 
 def render(r: DebugRecord) -> str:
     """The report (plain text, ends with a newline)."""
-    title = "your PyTorch module" if r.kind == "torch" else "your backprop"
+    title = {"torch": "your PyTorch module", "jax": "your JAX function"}.get(r.kind,
+                                                                         "your backprop")
     lines = [f"gradparity debug: {r.source} ({title})"]
     if r.notes.get("api"):
         lines.append(f"  api         {r.notes['api']}")
     lines.append(f"  network     {_network(r)}")
+    if r.notes.get("network"):
+        lines.append(f"  recovered   {r.notes['network']}")
     if _chosen(r):
         lines.append(f"  chosen      {_chosen(r)}")
     s = r.spec

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 #: The options of a debug session, as the command line names them.
 REQUEST_KEYS = ("file", "torch", "sizes", "activation", "head", "loss_form", "dtype", "batch",
                 "seed", "backends", "backprop", "forward", "rtol", "atol", "api", "data",
-                "definitions_only")
+                "definitions_only", "jax", "loss", "params")
 
 
 def debug_backends(values: list[str] | None, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -38,22 +38,34 @@ def compute(request: dict[str, object]) -> DebugResult:
     args = argparse.Namespace(**{k: request.get(k) for k in REQUEST_KEYS})
     if args.seed is None:
         args.seed = 0
-    from gradparity.debug.session import (
-        DEFAULT_BATCH,
-        debug_torch,
-        load_torch_target,
-        parse_sizes,
-    )
+    from gradparity.debug.session import DEFAULT_BATCH, parse_sizes
 
+    batch = args.batch if args.batch is not None else DEFAULT_BATCH
     if args.torch is not None:
         for flag in ("sizes", "activation", "backprop", "forward", "api", "data"):
             if getattr(args, flag) is not None:
                 raise UsageError(f"--{flag}: not used with --torch (the module defines it)")
-        model, label = load_torch_target(args.torch)
-        batch = args.batch if args.batch is not None else DEFAULT_BATCH
+        if args.params is not None:
+            raise UsageError("--params: used with --jax only")
+        from gradparity.debug.torch_session import debug_torch, import_target
+
+        model, label, module = import_target(args.torch)
         return debug_torch(model, head=args.head, loss_form=args.loss_form, dtype=args.dtype,
                            batch=batch, seed=args.seed, rtol=args.rtol, atol=args.atol,
-                           backends=debug_backends(args.backends, ("jax",)), label=label)
+                           backends=debug_backends(args.backends, ("jax",)), label=label,
+                           loss=args.loss, module=module)
+    if args.jax is not None:
+        for flag in ("sizes", "activation", "backprop", "forward", "api", "data"):
+            if getattr(args, flag) is not None:
+                raise UsageError(f"--{flag}: not used with --jax (the function defines it)")
+        from gradparity.debug.jax_model import debug_jax
+        from gradparity.debug.torch_session import import_target
+
+        fn, label, module = import_target(args.jax, "--jax")
+        return debug_jax(fn, params=args.params, head=args.head, loss=args.loss,
+                         dtype=args.dtype, batch=batch, seed=args.seed, rtol=args.rtol,
+                         atol=args.atol, backends=debug_backends(args.backends, ("torch",)),
+                         label=label, module=module)
     from gradparity.debug.api import debug_code
 
     sizes = parse_sizes(args.sizes) if args.sizes else None

@@ -90,28 +90,68 @@ def backward_raises():
 nested = nn.Sequential(nn.Sequential(nn.Linear(3, 4), nn.LeakyReLU(0.01)),
                        nn.Sequential(nn.Linear(4, 2)))
 
+
+
+class Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(4, 4)
+        self.fc2 = nn.Linear(4, 1)
+
+    def forward(self, x):
+        h = torch.relu(self.fc1(x)) + x
+        return self.fc2(h)
+
+
+class Branchy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(3, 4)
+        self.fc2 = nn.Linear(4, 1)
+
+    def forward(self, x):
+        h = self.fc1(x)
+        if h.sum() > 0:
+            h = torch.relu(h)
+        return self.fc2(h)
+
+
+class Conv(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 2, 3)
+        self.fc = nn.Linear(8, 1)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.conv(x.unsqueeze(1)), 1))
+
+
 unsupported = {
-    "dropout": (nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.5), nn.Linear(4, 1)),
-                "module [1] Dropout(p=0.5, inplace=False) is not supported; supported:"),
     "leaky_slope": (nn.Sequential(nn.Linear(3, 4), nn.LeakyReLU(0.2), nn.Linear(4, 1)),
-                    "negative_slope=0.2 is not supported"),
+                    "module [1] LeakyReLU(negative_slope=0.2) is not supported (it calls "
+                    "leaky_relu with negative_slope=0.2"),
     "no_bias": (nn.Sequential(nn.Linear(3, 4, bias=False), nn.ReLU(), nn.Linear(4, 1)),
                 "a Linear without bias is not supported"),
-    "trailing_sigmoid": (nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1),
-                                       nn.Sigmoid()),
-                         "is last: an output activation belongs to the head, not the module; "
-                         "remove it and pass --head sigmoid_bce"),
-    "trailing_softmax": (nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 3),
-                                       nn.Softmax(dim=1)),
-                         "remove it and pass --head softmax_ce"),
+    "relu_at_output": (nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1),
+                                     nn.ReLU()),
+                       "nn.ReLU at [3] after the last Linear: no head applies it"),
     "mixed": (nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 4), nn.Tanh(),
                             nn.Linear(4, 1)),
-              "mixed hidden activations (ReLU at [1], Tanh at [3])"),
+              "mixed hidden activations (relu at [1], tanh at [3])"),
     "two_activations": (nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.ReLU(), nn.Linear(4, 1)),
                         "follows another activation"),
-    "not_sequential": (nn.Linear(3, 1), "expected an nn.Sequential"),
+    "batchnorm": (nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU(),
+                                nn.Linear(4, 1)),
+                  "module [1] BatchNorm1d(4, "),
+    "residual": (Residual(), "joins two tensors of the path (a skip connection or a sum)"),
+    "branch": (Branchy(), "forward branches on a tensor's value at "),
+    "conv": (Conv(), "module [conv] Conv1d(1, 2, kernel_size=(3,), stride=(1,)) is not "
+             "supported"),
+    "softmax_then_ce": (nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 3),
+                                      nn.Softmax(dim=1)),
+                        "CrossEntropyLoss applies softmax again"),
     "half": (nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1)).half(),
              "parameters in float16"),
 }
 
-trailing_sigmoid = unsupported["trailing_sigmoid"][0]
+relu_at_output = unsupported["relu_at_output"][0]
