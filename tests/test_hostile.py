@@ -13,6 +13,7 @@ from gradparity.adapters.registry import get_backend
 from gradparity.ci.assertions import assert_grads_match, check_grads
 from gradparity.ci.baseline import BaselineError, dumps, load_baseline, loads
 from gradparity.cli import main
+from gradparity.core.gradients import GradientSet
 from gradparity.experiments.runner import evaluate_case
 from gradparity.judge.policy import CalibratedRule
 from gradparity.judge.tolerances import resolve_tolerances
@@ -64,7 +65,7 @@ def test_a_case_whose_reference_overflows_is_an_error():
     assert [row["reason_code"] for row in r.rows] == ["invalid_case"]
 
 
-def _with(gs: gp.GradientSet, key: str, value: float) -> gp.GradientSet:
+def _with(gs: GradientSet, key: str, value: float) -> GradientSet:
     grads = {k: v.copy() for k, v in gs.grads.items()}
     grads[key][0, 0] = value
     return replace(gs, grads=grads)
