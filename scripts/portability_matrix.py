@@ -205,6 +205,7 @@ def matrix(suite: str, tables: Path, names: list[str], extra: dict[str, Path]) -
     header = ("| saved under | checked under | what differs | false alarms | perturb | swap "
               "| new failure | deleted | new reason |")
     lines = [header, "|" + "---|" * 9]
+    false_alarms: dict[tuple[str, str], int] = {}
     bad = 0
     for a, (table_a, _, env_a) in data.items():
         base = baseline_from_table(table_a, cases, environment=env_a)
@@ -214,6 +215,7 @@ def matrix(suite: str, tables: Path, names: list[str], extra: dict[str, Path]) -
             differs = differing_keys(env_a, env_b)
             reg = compare_with_baseline(base, table_b)
             false = len(reg)
+            false_alarms[a, b] = false
             bad += false > 0
             cells = []
             if pert_b is None:
@@ -235,6 +237,14 @@ def matrix(suite: str, tables: Path, names: list[str], extra: dict[str, Path]) -
                     bad += not ok
             lines.append(f"| {a} | {b} | {', '.join(differs) or '-'} | {false} | "
                          + " | ".join(cells) + " |")
+    names = list(data)
+    compact = ["| false alarms: saved under \u2193, checked under \u2192 | "
+               + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for a in names:
+        compact.append(f"| {a} | " + " | ".join("-" if a == b else str(false_alarms[a, b])
+                                                for b in names) + " |")
+    print("\n".join(compact))
+    print()
     print("\n".join(lines))
     return 1 if bad else 0
 
