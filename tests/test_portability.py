@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 SUITE = textwrap.dedent("""
     name = "machines"
-    [[case]]
-    sizes = [6, 16, 16, 3]
+    [[sweep]]
+    sizes = [[6, 16, 16, 3]]
     activation = "tanh"
     head = "softmax_ce"
     loss_form = "probs"
@@ -24,8 +24,8 @@ SUITE = textwrap.dedent("""
     batch = 16
     seed = 11
     regime = ["normal", "saturated"]
-    [[case]]
-    sizes = [5, 8, 8, 2]
+    [[sweep]]
+    sizes = [[5, 8, 8, 2]]
     activation = ["leaky_relu", "gelu"]
     head = "linear_l1"
     dtype = ["float32", "float64"]
