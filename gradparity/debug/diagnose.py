@@ -114,6 +114,11 @@ class Diagnosis:
     hidden: str | None = None
     implies: tuple[tuple[str, Array], ...] = field(default=(), repr=False, compare=False)
 
+    @property
+    def known(self) -> bool:
+        """True when a named cause fits (not ``unknown`` or a bare ``scaled``)."""
+        return self.code not in ("unknown", "scaled")
+
 
 @dataclass(frozen=True)
 class _Candidate:

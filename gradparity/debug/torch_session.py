@@ -277,7 +277,8 @@ def debug_torch(
     frameworks = _framework_runs(case, ref, backends, tol)
     if not run.errors and all(k in run.values for k in order):
         from gradparity.adapters.registry import get_backend
-        from gradparity.judge.verdict import EXPLAINED, judge
+        from gradparity.judge.status import EXPLAINED
+        from gradparity.judge.verdict import judge
 
         forward = {"A0": case.X.copy(), **{k: run.values[k] for k in order
                                           if split(k)[0] in ("Z", "A")}}
