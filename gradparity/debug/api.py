@@ -116,17 +116,14 @@ def _seed_suggestion(result: DebugResult, target: Any, forward: Any, activation:
                      backprop_name: str | None, forward_name: str | None) -> Any:
     """Most quantities fail (or a guessed activation/head is contradicted): the setup under
     which the learner's code agrees best, as flags."""
-    from gradparity.core.spec import HEADS
-    from gradparity.debug.result import Problem
+    from gradparity.debug.families.run import SETUP_ACTIVATIONS, setup_heads, setup_problem
     from gradparity.debug.session import debug_numpy
 
     spec = result.spec
     now = len(result.findings)
     best: tuple[int, str, str] | None = None
-    heads = [h for h in ("sigmoid_bce", "sigmoid_mse", "linear_mse", "softmax_ce", "tanh_mse")
-             if HEADS[h].min_outputs <= spec.sizes[-1]]
-    for a in ("relu", "tanh", "sigmoid", "leaky_relu", "identity") if activation is None \
-            else (activation,):
+    heads = setup_heads(spec)
+    for a in SETUP_ACTIVATIONS if activation is None else (activation,):
         for h in heads if head is None else (head,):
             if (a, h) == (spec.activation, spec.head):
                 continue
@@ -142,15 +139,7 @@ def _seed_suggestion(result: DebugResult, target: Any, forward: Any, activation:
                 best = (n, a, h)
     if best is None or best[0] >= now or best[0] > 0:
         return None
-    flags = f"--sizes {','.join(map(str, spec.sizes))}"
-    if activation is None and spec.depth > 1:
-        flags += f" --activation {best[1]}"
-    if head is None:
-        flags += f" --head {best[2]}"
-    tail = ("; your code agrees with the reference there" if best[0] == 0
-            else f"; {best[0]} finding(s) remain there")
-    return Problem("the network setup is probably wrong (guessed, or most quantities fail in "
-                   f"a way no single slip explains). Try: {flags}{tail}")
+    return setup_problem(spec, best, activation, head)
 
 
 def _seed_dtype_drift(result: DebugResult, target: Any, backprop_name: str | None) -> Any:

@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 
 from gradparity.core.errors import UsageError
-from gradparity.core.gradients import GradientSet
 from gradparity.core.spec import DTYPES, HEADS, Spec
 from gradparity.debug import conventions
 from gradparity.debug.equations import Net
@@ -43,6 +42,7 @@ from gradparity.debug.session import (
     DEFAULT_BATCH,
     _check_backends,
     _check_choice,
+    _explained,
     _framework_runs,
     _reference_values,
     _tolerance,
@@ -645,21 +645,9 @@ def debug_jax(
         "network": rec_text,
     }
     ref, reference = _reference_values(case)
-    explained: dict[str, tuple[str, str]] = {}
     frameworks = _framework_runs(case, ref, backends, tol)
-    if not run["errors"] and all(k in run["values"] for k in order):
-        from gradparity.adapters.registry import get_backend
-        from gradparity.judge.status import EXPLAINED
-        from gradparity.judge.verdict import judge
-
-        forward = {"A0": case.X.copy(), **{k: run["values"][k] for k in order
-                                          if split(k)[0] in ("Z", "A")}}
-        grads = {k: run["values"][k] for k in order if k.startswith("d")}
-        mine = GradientSet("user", run["loss"], forward, grads)
-        kinks = get_backend("jax").kink_conventions(dtype)
-        for v in judge(case, mine, ref, tolerance=tol, kink_conventions=kinks):
-            if v.status in EXPLAINED:
-                explained[v.key] = (v.status, v.reason)
+    explained = {} if run["errors"] else _explained(case, ref, order, run["values"],
+                                                    run["loss"], "jax", tol, dtype)
     user = UserValues(values=run["values"], locations=structure.locations,
                       errors=run["errors"], not_computed=run["not_computed"],
                       required=frozenset(order), explained=explained,

@@ -296,6 +296,30 @@ def _framework_runs(case: Case, reference: GradientSet, backends: Sequence[str],
     return runs
 
 
+def _explained(case: Case, reference: GradientSet, order: list[str],
+               values: Mapping[str, Any], loss: Any, backend: str, tolerance: Tolerance,
+               dtype: str) -> dict[str, tuple[str, str]]:
+    """The keys where the user's framework run (``values``, ``loss``, every key of ``order``
+    computed) differs from the reference in a way the judge explains (the ``backend``'s kink
+    conventions), with their status and reason."""
+    explained: dict[str, tuple[str, str]] = {}
+    if not all(k in values for k in order):
+        return explained
+    from gradparity.adapters.registry import get_backend
+    from gradparity.judge.status import EXPLAINED
+    from gradparity.judge.verdict import judge
+
+    forward = {"A0": case.X.copy(), **{k: values[k] for k in order
+                                      if split(k)[0] in ("Z", "A")}}
+    grads = {k: values[k] for k in order if k.startswith("d")}
+    mine = GradientSet("user", loss, forward, grads)
+    kinks = get_backend(backend).kink_conventions(dtype)
+    for v in judge(case, mine, reference, tolerance=tolerance, kink_conventions=kinks):
+        if v.status in EXPLAINED:
+            explained[v.key] = (v.status, v.reason)
+    return explained
+
+
 def _check_backends(backends: Sequence[str] | None) -> tuple[str, ...]:
     from gradparity.adapters.registry import BACKENDS
 

@@ -180,6 +180,22 @@ class CappedOutput(io.StringIO):
 _LOADED = 0
 
 
+def python_file(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a `Path`, once it is known to name a ``.py`` file.
+
+    Raises:
+        UsageError: a folder, no such file, or not a ``.py`` file.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"file={str(path)!r}: is a folder, expected a Python file (.py)")
+    if not p.is_file():
+        raise UsageError(f"file={str(path)!r}: no such file")
+    if p.suffix != ".py":
+        raise UsageError(f"file={str(path)!r}: expected a Python file (.py)")
+    return p
+
+
 def load_file(path: str | os.PathLike[str]) -> ModuleType:
     """Import a user's ``.py`` file by path.
 
@@ -188,13 +204,7 @@ def load_file(path: str | os.PathLike[str]) -> ModuleType:
             (the message names ``file:line`` and the exception).
     """
     global _LOADED
-    p = Path(path)
-    if p.is_dir():
-        raise UsageError(f"file={str(path)!r}: is a folder, expected a Python file (.py)")
-    if not p.is_file():
-        raise UsageError(f"file={str(path)!r}: no such file")
-    if p.suffix != ".py":
-        raise UsageError(f"file={str(path)!r}: expected a Python file (.py)")
+    p = python_file(path)
     _LOADED += 1
     name = f"_gradparity_user_{_LOADED}_{re.sub(r'[^0-9a-zA-Z_]', '_', p.stem)}"
     spec = importlib.util.spec_from_file_location(name, p.resolve())

@@ -15,7 +15,7 @@ which are optional).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -330,6 +330,13 @@ def exception_value(traced: Traced, at: str) -> np.ndarray | None:
             if a is not None:
                 return a
     return None
+
+
+def exception_values(traced: Traced, keys: Iterable[str]) -> dict[str, np.ndarray]:
+    """``exception_value`` for each of ``keys`` (the quantities an exception was put on),
+    where the failing frame holds one."""
+    found = {k: exception_value(traced, k) for k in keys}
+    return {k: v for k, v in found.items() if v is not None}
 
 
 def dtype_of(v: Any) -> str:

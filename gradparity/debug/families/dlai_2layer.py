@@ -25,7 +25,7 @@ from gradparity.debug.families.base import (
     cache_key,
     dtype_of,
     exception_outcome,
-    exception_value,
+    exception_values,
     find_role,
     grad_key,
     is_function,
@@ -74,6 +74,19 @@ def call_by_names(func: Callable, values: dict[str, Any], default_order: list[st
 
 def copy_params(case: Case) -> dict[str, np.ndarray]:
     return {k: np.array(v, copy=True) for k, v in case.parameters.items()}
+
+
+def probe_cost(probe: Probe, found_cost: tuple[str, Any] | None, AL: Any, case: Case) -> None:
+    """The learner's cost on ``AL`` and the case's ``Y`` (``found_cost`` is its (name,
+    function), if any), into ``probe`` when it returns."""
+    cost = found_cost[1] if found_cost else None
+    if is_function(cost) and array_of(AL) is not None:
+        args, _ = call_by_names(cost, {"AL": np.array(AL, copy=True), "Y": case.Y.copy(),
+                                       "parameters": copy_params(case)},
+                                ["AL", "Y", "parameters"])
+        c = trace_call(cost, tuple(args))
+        if c.ok:
+            probe.cost, probe.cost_fn_name = c.value, found_cost[0]
 
 
 class DlaiTwoLayer(Family):
@@ -173,15 +186,7 @@ class DlaiTwoLayer(Family):
                 return probe
         if array_of(AL) is not None:
             probe.cache.setdefault(f"A{L}", AL)
-        found_cost = self.cost(ctx)
-        cost = found_cost[1] if found_cost else None
-        if is_function(cost) and array_of(AL) is not None:
-            args, _ = call_by_names(cost, {"AL": np.array(AL, copy=True), "Y": case.Y.copy(),
-                                           "parameters": copy_params(case)},
-                                    ["AL", "Y", "parameters"])
-            c = trace_call(cost, tuple(args))
-            if c.ok:
-                probe.cost, probe.cost_fn_name = c.value, found_cost[0]
+        probe_cost(probe, self.cost(ctx), AL, case)
         return probe
 
     # -- run -------------------------------------------------------------------------------
@@ -239,10 +244,7 @@ class DlaiTwoLayer(Family):
             errors, nc = exception_outcome(b, order, grads, weights, "backward_propagation")
             out.errors.update(errors)
             out.not_computed.update(nc)
-            for k in errors:
-                v = exception_value(b, k)
-                if v is not None:
-                    out.raised_values[k] = v
+            out.raised_values.update(exception_values(b, errors))
         elif isinstance(b.value, dict):
             grads = {grad_key(k): v for k, v in b.value.items() if grad_key(k)}
         elif isinstance(b.value, (tuple, list)) and any(isinstance(v, dict) for v in b.value):

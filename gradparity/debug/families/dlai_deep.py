@@ -31,11 +31,10 @@ from gradparity.debug.families.base import (
     array_of,
     dtype_of,
     exception_outcome,
-    exception_value,
+    exception_values,
     find_role,
-    is_function,
 )
-from gradparity.debug.families.dlai_2layer import call_by_names, copy_params
+from gradparity.debug.families.dlai_2layer import call_by_names, copy_params, probe_cost
 from gradparity.debug.families.trace import Traced, trace_call
 from gradparity.debug.quantities import walk_order
 from gradparity.debug.result import Problem
@@ -133,15 +132,8 @@ class DlaiDeep(Family):
             if layer > 1:
                 probe.cache[f"A{layer - 1}"] = A_prev
         probe.cache[f"A{L}"] = AL
-        found_cost = find_role(ctx, ("compute_cost",), ("cost", "loss"), ("y",))
-        cost = found_cost[1] if found_cost else None
-        if is_function(cost) and array_of(AL) is not None:
-            args, _ = call_by_names(cost, {"AL": np.array(AL, copy=True), "Y": case.Y.copy(),
-                                           "parameters": copy_params(case)},
-                                    ["AL", "Y", "parameters"])
-            c = trace_call(cost, tuple(args))
-            if c.ok:
-                probe.cost, probe.cost_fn_name = c.value, found_cost[0]
+        probe_cost(probe, find_role(ctx, ("compute_cost",), ("cost", "loss"), ("y",)), AL,
+                   case)
         return probe
 
     def run(self, ctx: Context, case: Case) -> FamilyOutput:
@@ -217,10 +209,7 @@ class DlaiDeep(Family):
             errors, nc = exception_outcome(b, order, have, weights, "L_model_backward")
             out.errors.update(errors)
             out.not_computed.update(nc)
-            for k in errors:
-                v = exception_value(b, k)
-                if v is not None:
-                    out.raised_values[k] = v
+            out.raised_values.update(exception_values(b, errors))
             grads = mapped
         elif isinstance(b.value, dict):
             grads, layout = self._map(dict(b.value), L, case)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gradparity.core.errors import UsageError
-from gradparity.debug.user_code import display_path, load_file
+from gradparity.debug.user_code import display_path, load_file, python_file
 
 #: Seconds a file's import may take before its top-level code is skipped.
 IMPORT_TIME_LIMIT = 10.0
@@ -254,13 +254,7 @@ def load_module(path: str | Path, *, definitions_only: bool = False,
         UsageError: no such file, not a ``.py`` file, a syntax error.
     """
     global _N
-    p = Path(path)
-    if p.is_dir():
-        raise UsageError(f"file={str(path)!r}: is a folder, expected a Python file (.py)")
-    if not p.is_file():
-        raise UsageError(f"file={str(path)!r}: no such file")
-    if p.suffix != ".py":
-        raise UsageError(f"file={str(path)!r}: expected a Python file (.py)")
+    p = python_file(path)
     if time_limit is None:
         time_limit = IMPORT_TIME_LIMIT
     os.environ.setdefault("MPLBACKEND", "Agg")  # a plt.show() at import must not block

@@ -30,7 +30,7 @@ from gradparity.debug.families.base import (
     array_of,
     dtype_of,
     exception_outcome,
-    exception_value,
+    exception_values,
     param_names,
 )
 from gradparity.debug.families.trace import Traced, trace_call
@@ -204,10 +204,7 @@ class Nielsen(Family):
                 errors = {k: (f"{msg} (example {len(calls) - 1})", loc)
                           for k, (msg, loc) in errors.items()}
             out.errors, out.not_computed = errors, nc
-            for k in errors:
-                v = exception_value(last, k)
-                if v is not None:
-                    out.raised_values[k] = v
+            out.raised_values.update(exception_values(last, errors))
             out.traces[0] = last
             return out
         per_b: list[list[Any]] = [[] for _ in range(L)]

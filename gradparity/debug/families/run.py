@@ -586,6 +586,10 @@ def debug_family(
                        tol, problems=problems, notes=notes, user_output=out.output)
 
 
+#: the activations a search for the learner's setup tries, in this order
+SETUP_ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "identity")
+
+
 def _suggest(family: Family, ctx: Context, case: Case, out: FamilyOutput, tol,
              activation: str | None, head: str | None, loss_form: str | None
              ) -> Problem | None:
@@ -594,10 +598,8 @@ def _suggest(family: Family, ctx: Context, case: Case, out: FamilyOutput, tol,
     spec = case.spec
     n_bad = None
     best: tuple[int, str, str] | None = None
-    acts = ("relu", "tanh", "sigmoid", "leaky_relu", "identity")
-    heads = [h for h in ("sigmoid_bce", "sigmoid_mse", "linear_mse", "softmax_ce", "tanh_mse")
-             if HEADS[h].min_outputs <= spec.sizes[-1]]
-    for a in acts if activation is None else (activation,):
+    heads = setup_heads(spec)
+    for a in SETUP_ACTIVATIONS if activation is None else (activation,):
         if a not in ACTIVATION_FUNCS:
             continue
         for h in heads if head is None else (head,):
@@ -614,6 +616,19 @@ def _suggest(family: Family, ctx: Context, case: Case, out: FamilyOutput, tol,
                 best = (bad, a, h)
     if best is None or (n_bad is not None and best[0] >= n_bad) or best[0] > 0:
         return None  # no other setup makes the code agree: its findings are real
+    return setup_problem(spec, best, activation, head)
+
+
+def setup_heads(spec: Spec) -> list[str]:
+    """The heads a search for the learner's setup tries: those the output size allows."""
+    return [h for h in ("sigmoid_bce", "sigmoid_mse", "linear_mse", "softmax_ce", "tanh_mse")
+            if HEADS[h].min_outputs <= spec.sizes[-1]]
+
+
+def setup_problem(spec: Spec, best: tuple[int, str, str], activation: str | None,
+                  head: str | None) -> Problem:
+    """The setup under which the learner's code agrees best (``best``: its number of
+    findings, activation and head), as flags; only what the user did not give is named."""
     flags = f"--sizes {','.join(map(str, spec.sizes))}"
     if activation is None and spec.depth > 1:
         flags += f" --activation {best[1]}"
