@@ -10,6 +10,9 @@ respect to a zero probe is the gradient with respect to that quantity. One
 probes and of X (dA0), and the forward Z/A as aux. The function is ``jax.jit``-compiled
 once per structure (depth, activation, head, loss form, dtype, target kind) and reused.
 
+Compiled executables persist between runs in JAX's compilation cache, in a folder the
+user can move or turn off (`gradparity.adapters.jax_cache`).
+
 Precision: float64 cases run inside ``with jax.enable_x64(True):`` and float32 cases inside
 ``with jax.enable_x64(False):``; the global configuration is never changed. Results whose
 dtype is not the case's raise instead of being cast (no silent float64 -> float32).
@@ -30,6 +33,7 @@ from gradparity.adapters.base import (
     kink_value,
     modules_found,
 )
+from gradparity.adapters.jax_cache import compilation_cache
 from gradparity.core.gradients import GradientSet
 from gradparity.core.spec import HUBER_DELTA, LEAKY_SLOPE
 
@@ -201,7 +205,7 @@ class JaxBackend:
             jax, jnp = _import()
             acts = _activations(jax)
             out: dict[str, float] = {}
-            with jax.enable_x64(dtype == "float64"):
+            with compilation_cache(jax), jax.enable_x64(dtype == "float64"):
                 x = jnp.zeros((1, 1), dtype=dtype)
                 for key in KINK_KEYS:
                     if key == "linear_l1":
@@ -230,7 +234,7 @@ class JaxBackend:
         structure: Structure = (L, spec.activation, spec.head, form, spec.dtype, target_kind)
         n_a_probes = L - 1 + (form == "probs")
 
-        with jax.enable_x64(spec.dtype == "float64"):
+        with compilation_cache(jax), jax.enable_x64(spec.dtype == "float64"):
             fn = _compiled(structure)
 
             def arr(a: np.ndarray) -> Any:
@@ -288,7 +292,7 @@ class JaxBackend:
         spec = case.spec
         dtype = case.dtype
         act = _activations(jax)[spec.activation]
-        with jax.enable_x64(spec.dtype == "float64"):
+        with compilation_cache(jax), jax.enable_x64(spec.dtype == "float64"):
             def arr(a: np.ndarray) -> Any:
                 return jnp.asarray(np.ascontiguousarray(a), dtype=dtype)
 
