@@ -16,7 +16,8 @@ def _fields(c):
     out = {}
     for f in dataclasses.fields(c):
         v = getattr(c, f.name)
-        out[f.name] = v.tolist() if isinstance(v, np.ndarray) else v
+        v = v.tolist() if isinstance(v, np.ndarray) else v
+        out[f.name] = "nan" if isinstance(v, float) and np.isnan(v) else v
     return out
 
 
@@ -38,19 +39,27 @@ def _cases():
                 e2.flat[1] = 0.0  # a zero expected where a is not, and the other way
                 yield a2, e2, dtype
                 yield (10 * a).astype(dtype), e, dtype  # far apart: every element fails
+                yield (-a).astype(dtype), e, dtype  # opposite signs: ULPs across zero
+                big = np.full(shape, np.finfo(dtype).max / 4, dtype=dtype)
+                yield big, -big, dtype  # ULP distances near the int64 limit
 
 
 @pytest.mark.parametrize("rtol,atol", [(1.3e-6, 1e-5), (1e-7, 1e-7), (0.0, 0.0)])
 def test_finite_path_equals_general(rtol, atol):
     n = 0
     for a, e, dtype in _cases():
-        a64, e64 = np.asarray(a, dtype=np.float64), np.asarray(e, dtype=np.float64)
-        work = np.dtype(dtype)
-        fast = _compare_finite(a, e, a64, e64, a64 - e64, rtol=rtol, atol=atol, work=work)
-        slow = _compare_general(a, e, a64, e64, rtol=rtol, atol=atol, work=work)
-        assert _fields(fast) == _fields(slow), (a, e)
+        with np.errstate(over="ignore", invalid="ignore"):
+            _check_same(a, e, dtype, rtol, atol)
         n += 1
     assert n > 30
+
+
+def _check_same(a, e, dtype, rtol, atol):
+    a64, e64 = np.asarray(a, dtype=np.float64), np.asarray(e, dtype=np.float64)
+    work = np.dtype(dtype)
+    fast = _compare_finite(a, e, a64, e64, a64 - e64, rtol=rtol, atol=atol, work=work)
+    slow = _compare_general(a, e, a64, e64, rtol=rtol, atol=atol, work=work)
+    assert _fields(fast) == _fields(slow), (a, e)
 
 
 def test_nonfinite_still_general():
@@ -84,6 +93,18 @@ def test_oracle_error_float64_path_matches_long_double():
     big = o * 1e200
     e = oracle_error((big * (1 + 1e-7)).astype(np.float64), big, np.dtype(np.float32))
     assert np.isfinite(e.norm_eps) and e.norm_eps > 0
+
+
+def test_oracle_error_long_double_oracle_in_float64():
+    rng = np.random.default_rng(7)
+    o = rng.standard_normal((40, 9)).astype(np.longdouble)
+    o += o * np.longdouble(2.0**-53) * rng.uniform(-1, 1, o.shape).astype(np.longdouble)
+    x = o.astype(np.float64) * (1 + 1e-15 * rng.standard_normal(o.shape))
+    e = oracle_error(x, o, np.dtype(np.float64))
+    norm, worst = _oracle_error_ld(x, o, np.float64)
+    assert e.norm_eps == pytest.approx(norm, rel=1e-12)
+    assert e.worst_eps == pytest.approx(worst, rel=1e-12)
+    assert oracle_error(o.astype(np.float64), o, np.dtype(np.float64)).worst_eps <= 0.5
 
 
 def test_median_rel_eps_float64_matches_long_double():

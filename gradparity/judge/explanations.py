@@ -28,7 +28,7 @@ from gradparity.reference.activations import ACTIVATION_FUNCS
 from gradparity.reference.case import Case
 from gradparity.reference.heads import HEAD_FUNCS
 from gradparity.reference.mlp import REFERENCE_KINKS
-from gradparity.reference.oracle import OracleError, oracle_error
+from gradparity.reference.oracle import OracleError, hi_lo, oracle_error
 
 
 def _near_kink(ref: np.ndarray, got: np.ndarray | None, at: np.ndarray) -> np.ndarray:
@@ -141,14 +141,14 @@ def _median_rel_eps(x: np.ndarray | None, o: np.ndarray, eps: float) -> float:
     # in float64: the oracle as hi + lo (exact for long double's 64 bits), so x - o is
     # (x - hi) - lo, exact or rounded once: a relative error of the relative error of
     # about float64's eps, where this median is compared with thresholds 2**10 apart
-    hi = np.asarray(o, dtype=np.float64)
+    hi, lo = hi_lo(np.asarray(o))
     keep = np.abs(hi) > np.finfo(np.float64).tiny
     if not keep.any():
         return 0.0
     with np.errstate(invalid="ignore", over="ignore"):
         d = np.asarray(x, dtype=np.float64)[keep] - hi[keep]
-        if np.asarray(o).dtype != np.float64:
-            d -= np.asarray(np.asarray(o)[keep] - hi[keep], dtype=np.float64)
+        if lo is not None:
+            d -= lo[keep]
         rel = np.abs(d) / np.abs(hi[keep])
     return float(np.median(rel) / eps)
 
