@@ -245,14 +245,22 @@ def _is_T(node: ast.expr) -> bool:
 
 
 def _equation_sites(path: Path) -> list[tuple[str, int]]:
-    """``X @ Y.T`` (dW = dZ A^T), ``W.T @ X`` (dA = W^T dZ) and
+    """``X @ Y.T`` (dW = dZ A^T), ``W.T @ X`` (dA = W^T dZ), the same as
+    ``matmul(X, Y.T)`` / ``matmul(W.T, X)`` (the reference's product), and
     ``np.sum(X, axis=1, keepdims=True)`` (db) in one file."""
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
+        pair = None
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult):
-            if _is_T(node.right):
+            pair = node.left, node.right
+        if (isinstance(node, ast.Call) and len(node.args) == 2 and (
+                (isinstance(node.func, ast.Name) and node.func.id == "matmul")
+                or (isinstance(node.func, ast.Attribute) and node.func.attr == "matmul"))):
+            pair = node.args[0], node.args[1]
+        if pair is not None:
+            if _is_T(pair[1]):
                 found.append(("dW", node.lineno))
-            if _is_T(node.left):
+            if _is_T(pair[0]):
                 found.append(("dA", node.lineno))
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                 and node.func.attr == "sum"
@@ -276,6 +284,7 @@ def test_backward_equations_are_written_once_in_the_reference():
 
 
 @pytest.mark.parametrize("snippet", ["g = dZ @ A.T", "g = W.T @ dZ",
+                                     "g = matmul(dZ, A.T)", "g = np.matmul(W.T, dZ)",
                                      "g = np.sum(dZ, axis=1, keepdims=True)"])
 def test_equation_finder_sees_each_equation(tmp_path, snippet):
     f = tmp_path / "x.py"
