@@ -4,7 +4,7 @@ cycle (function-local imports included).
 Imports are read with `ast` from every module of the package, at module level and inside
 functions. The layers, from the bottom up::
 
-    core -> reference -> adapters -> judge -> experiments | debug | ci | selftest -> cli
+    core -> reference -> adapters -> judge -> experiments | debug | ci | selftest | bench -> cli
 
 A module may import its own package and any lower layer. The four uses (experiments, debug,
 ci, selftest) stand side by side and import each other only along `BETWEEN_USES`. The root
@@ -23,15 +23,16 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gradparity"
 
 LAYERS: dict[str, int] = {
     "core": 0, "reference": 1, "adapters": 2, "judge": 3,
-    "experiments": 4, "debug": 4, "ci": 4, "selftest": 4,
+    "experiments": 4, "debug": 4, "ci": 4, "selftest": 4, "bench": 4,
     "cli": 5,
 }
-USES = frozenset({"experiments", "debug", "ci", "selftest"})
+USES = frozenset({"experiments", "debug", "ci", "selftest", "bench"})
 #: The only imports between two uses, and why each is needed.
 BETWEEN_USES: dict[tuple[str, str], str] = {
     ("ci", "experiments"): "a baseline reruns its cases with the runner, as one tidy table",
     ("debug", "experiments"): "a debug session is written as the runner's tidy table",
     ("selftest", "experiments"): "the self-test report uses the tables' markdown writer",
+    ("bench", "experiments"): "the benchmark times the runner's verdict on one case",
 }
 ROOT = "gradparity"  # the public API face, above every layer
 
@@ -271,8 +272,10 @@ def _equation_sites(path: Path) -> list[tuple[str, int]]:
 
 
 #: Files that may hold such products for another reason: the frameworks' own batch-major
-#: forward (``a @ W.T``) and the catalogue of learners' wrong variants that debug tries.
-NOT_THE_SEED = ("adapters/torch_autograd.py", "adapters/jax_grad.py", "debug/diagnose.py")
+#: forward (``a @ W.T``; the benchmark's bare JAX network too) and the catalogue of
+#: learners' wrong variants that debug tries.
+NOT_THE_SEED = ("adapters/torch_autograd.py", "adapters/jax_grad.py", "debug/diagnose.py",
+                "bench/run.py")
 
 
 def test_backward_equations_are_written_once_in_the_reference():

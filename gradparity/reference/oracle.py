@@ -3,7 +3,9 @@
 float32 cases are judged against float64; float64 cases against ``np.longdouble`` where the
 platform's long double is wider than float64 (x86-64: 64-bit significand, eps ~1.1e-19),
 otherwise the oracle is unavailable and said so. The case's arrays are cast up exactly, so
-the oracle differs from the working-dtype reference only by rounding.
+the oracle differs from the working-dtype reference only by rounding. Its matrix products
+run on float64 BLAS without rounding error (`gradparity.reference.extended`); the
+elementwise steps run in long double.
 
 Errors against the oracle are in units of the working dtype's eps:
 
