@@ -51,8 +51,9 @@ def split(x: np.ndarray, axis: int, beta: int, slices: int | None = None
     ``(v + sigma) - sigma`` trick, whose result and remainder are exact."""
     n = SLICES if slices is None else slices
     hi = np.asarray(x, dtype=np.float64)
-    lo = np.asarray(x - hi.astype(x.dtype), dtype=np.float64) if x.dtype != hi.dtype else (
-        np.zeros_like(hi))
+    lo = np.asarray(x - hi.astype(x.dtype), dtype=np.float64) if x.dtype != hi.dtype else None
+    if lo is not None and not lo.any():
+        lo = None  # float64 values cast up (parameters, inputs): nothing below hi
     mx = np.max(np.abs(hi), axis=axis, keepdims=True) if hi.size else np.zeros_like(hi)
     # top: every entry of the lane is below 2**top (a lane of zeros gets any power)
     _, top = np.frexp(np.where(mx > 0, mx, 1.0))
@@ -62,9 +63,11 @@ def split(x: np.ndarray, axis: int, beta: int, slices: int | None = None
         sigma = np.ldexp(0.75, top - beta * s + 53)
         part = (hi + sigma) - sigma
         hi = hi - part
-        part_lo = (lo + sigma) - sigma
-        lo = lo - part_lo
-        out.append(part + part_lo)
+        if lo is not None:
+            part_lo = (lo + sigma) - sigma
+            lo = lo - part_lo
+            part = part + part_lo
+        out.append(part)
     return out
 
 
