@@ -11,13 +11,16 @@ with a non-finite value is a mismatch.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
 from gradparity.judge.tolerances import eps
 
 Array = np.ndarray
+
+#: `TensorComparison` fields that are not table columns.
+_PRIVATE = frozenset({"mismatch_mask", "diff", "shape_error", "abs_index", "rel_index"})
 
 
 @dataclass(frozen=True)
@@ -51,9 +54,9 @@ class TensorComparison:
     rel_index: tuple[int, ...] = ()
 
     def as_row(self) -> dict[str, object]:
-        row = asdict(self)
-        for private in ("mismatch_mask", "diff", "shape_error", "abs_index", "rel_index"):
-            row.pop(private)
+        # the public fields only, without asdict's deep copy of the two arrays
+        row = {f.name: getattr(self, f.name) for f in fields(self)
+               if f.name not in _PRIVATE}
         row["shape"] = "x".join(map(str, self.shape)) if self.shape else "scalar"
         row["worst_index"] = str(self.worst_index) if self.worst_index else "()"
         return row
@@ -213,15 +216,23 @@ def _norms(a: Array, e: Array, d: Array, work: np.dtype) -> tuple[float, float]:
 
 def _max_ulp_finite(actual: Array, expected: Array) -> float:
     """``ulp_distance(actual, expected).max()`` for finite arrays of one dtype, in fewer
-    passes: ordered integers, exact differences where the signs agree, and the general
-    rule's float64 sum of magnitudes on the (few) elements where they do not."""
-    oa, oe = _ordered_ints(actual).ravel(), _ordered_ints(expected).ravel()
-    apart = (oa ^ oe) < 0  # exactly one of the two negative
+    passes. On the raw bit patterns (sign and magnitude): where the sign bits agree, the
+    distance is the difference of the patterns (no overflow); where they differ, it is
+    the sum of the magnitudes, summed in float64 as the general rule does (-0 and +0
+    have magnitude 0 either way)."""
+    itype = {4: np.int32, 8: np.int64, 2: np.int16}[actual.dtype.itemsize]
+    ra, re = actual.view(itype).ravel(), expected.view(itype).ravel()
+    apart = (ra ^ re) < 0
+    if itype is np.int64:
+        ia, ie = ra, re
+    else:
+        ia, ie = ra.astype(np.int64), re.astype(np.int64)
     if not apart.any():
-        return float(np.max(np.abs(oa - oe)))  # same signs: no int64 overflow
+        return float(np.max(np.abs(ia - ie)))
     keep = ~apart
-    near = float(np.max(np.abs(oa[keep] - oe[keep]))) if keep.any() else 0.0
-    far = np.abs(oa[apart].astype(np.float64)) + np.abs(oe[apart].astype(np.float64))
+    near = float(np.max(np.abs(ia[keep] - ie[keep]))) if keep.any() else 0.0
+    mask = np.iinfo(itype).max  # every bit but the sign
+    far = ((ra[apart] & mask).astype(np.float64) + (re[apart] & mask).astype(np.float64))
     return max(near, float(far.max()))
 
 
