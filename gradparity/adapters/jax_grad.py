@@ -7,8 +7,10 @@ that ``J = (1/m) sum_i loss_i`` exactly as in the reference.
 Intermediates use zero "probe" arrays added to every Z and A: the gradient of J with
 respect to a zero probe is the gradient with respect to that quantity. One
 ``jax.value_and_grad(..., has_aux=True)`` returns J, the gradients of the parameters, of the
-probes and of X (dA0), and the forward Z/A as aux. The function is ``jax.jit``-compiled
-once per structure (depth, activation, head, loss form, dtype, target kind) and reused.
+probes and of X (dA0), and the forward Z/A as aux. One ``jax.jit`` function per structure
+(depth, activation, head, loss form, dtype, target kind) is kept and reused; XLA compiles
+it once per distinct input shapes (layer sizes, batch), which no cache key can avoid: the
+default suite has 291 such signatures among 296 cases.
 
 Compiled executables persist between runs in JAX's compilation cache, in a folder the
 user can move or turn off (`gradparity.adapters.jax_cache`).
