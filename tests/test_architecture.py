@@ -4,7 +4,7 @@ cycle (function-local imports included).
 Imports are read with `ast` from every module of the package, at module level and inside
 functions. The layers, from the bottom up::
 
-    core -> reference -> adapters -> judge -> experiments | debug | ci | selftest -> cli
+    core -> reference -> adapters -> judge -> experiments | debug | ci | selftest | bench -> cli
 
 A module may import its own package and any lower layer. The four uses (experiments, debug,
 ci, selftest) stand side by side and import each other only along `BETWEEN_USES`. The root
@@ -23,16 +23,17 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gradparity"
 
 LAYERS: dict[str, int] = {
     "core": 0, "reference": 1, "adapters": 2, "judge": 3,
-    "experiments": 4, "debug": 4, "ci": 4, "selftest": 4,
+    "experiments": 4, "debug": 4, "ci": 4, "selftest": 4, "bench": 4,
     "cli": 5,
 }
-USES = frozenset({"experiments", "debug", "ci", "selftest"})
+USES = frozenset({"experiments", "debug", "ci", "selftest", "bench"})
 #: The only imports between two uses, and why each is needed.
 BETWEEN_USES: dict[tuple[str, str], str] = {
     ("ci", "experiments"): "a baseline reruns its cases with the runner, as one tidy table",
     ("debug", "experiments"): "a debug session is written as the runner's tidy table",
     ("selftest", "experiments"): "the self-test report uses the tables' markdown writer",
     ("ci", "debug"): "the CI gate checks a user's own torch or JAX model the way debug does",
+    ("bench", "experiments"): "the benchmark times the runner's verdict on one case",
 }
 ROOT = "gradparity"  # the public API face, above every layer
 
@@ -247,14 +248,22 @@ def _is_T(node: ast.expr) -> bool:
 
 
 def _equation_sites(path: Path) -> list[tuple[str, int]]:
-    """``X @ Y.T`` (dW = dZ A^T), ``W.T @ X`` (dA = W^T dZ) and
+    """``X @ Y.T`` (dW = dZ A^T), ``W.T @ X`` (dA = W^T dZ), the same as
+    ``matmul(X, Y.T)`` / ``matmul(W.T, X)`` (the reference's product), and
     ``np.sum(X, axis=1, keepdims=True)`` (db) in one file."""
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
+        pair = None
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult):
-            if _is_T(node.right):
+            pair = node.left, node.right
+        if (isinstance(node, ast.Call) and len(node.args) == 2 and (
+                (isinstance(node.func, ast.Name) and node.func.id == "matmul")
+                or (isinstance(node.func, ast.Attribute) and node.func.attr == "matmul"))):
+            pair = node.args[0], node.args[1]
+        if pair is not None:
+            if _is_T(pair[1]):
                 found.append(("dW", node.lineno))
-            if _is_T(node.left):
+            if _is_T(pair[0]):
                 found.append(("dA", node.lineno))
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                 and node.func.attr == "sum"
@@ -265,8 +274,10 @@ def _equation_sites(path: Path) -> list[tuple[str, int]]:
 
 
 #: Files that may hold such products for another reason: the frameworks' own batch-major
-#: forward (``a @ W.T``) and the catalogue of learners' wrong variants that debug tries.
-NOT_THE_SEED = ("adapters/torch_autograd.py", "adapters/jax_grad.py", "debug/diagnose.py")
+#: forward (``a @ W.T``; the benchmark's bare JAX network too) and the catalogue of
+#: learners' wrong variants that debug tries.
+NOT_THE_SEED = ("adapters/torch_autograd.py", "adapters/jax_grad.py", "debug/diagnose.py",
+                "bench/run.py")
 
 
 def test_backward_equations_are_written_once_in_the_reference():
@@ -278,6 +289,7 @@ def test_backward_equations_are_written_once_in_the_reference():
 
 
 @pytest.mark.parametrize("snippet", ["g = dZ @ A.T", "g = W.T @ dZ",
+                                     "g = matmul(dZ, A.T)", "g = np.matmul(W.T, dZ)",
                                      "g = np.sum(dZ, axis=1, keepdims=True)"])
 def test_equation_finder_sees_each_equation(tmp_path, snippet):
     f = tmp_path / "x.py"

@@ -14,7 +14,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from gradparity.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, csv_list, factor_option
+from gradparity.cli.common import (
+    EXIT_FAIL,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_cache_option,
+    apply_cache_option,
+    csv_list,
+    factor_option,
+)
 from gradparity.cli.run import case_progress, select_run, status_counts_text
 from gradparity.core.errors import UsageError
 
@@ -53,6 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     save.add_argument("--policy", default="allclose", metavar="POLICY",
                       help="verdict policy: allclose (default) or calibrated (see "
                       "'gradparity run --help'); 'check' uses the baseline's")
+    add_cache_option(save)
     save.add_argument("-q", "--quiet", action="store_true", help="no per-case progress")
     save.set_defaults(handler=cmd_save)
 
@@ -77,6 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help=f"allowed growth of an error metric (default: {_FACTOR_HELP})")
     check.add_argument("--out", metavar="DIR",
                        help="also write this run's result folder (table.csv, summary.md...)")
+    add_cache_option(check)
     check.add_argument("-q", "--quiet", action="store_true", help="no per-case progress")
     from gradparity.cli.model_check import add_arguments
 
@@ -160,6 +170,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         from gradparity.experiments.io import check_output_folder
 
         check_output_folder(args.out)
+    apply_cache_option(args)
     baseline = load_baseline(args.baseline)
     runnable, notes = rerunnable(baseline)
     for note in notes:

@@ -6,8 +6,28 @@ from collections.abc import Sequence
 
 from gradparity.core.errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE, UsageError
 
-__all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_USAGE", "check_backends_option",
-           "check_policy_option", "check_tolerance_options", "csv_list"]
+__all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_USAGE", "add_cache_option", "apply_cache_option",
+           "check_backends_option", "check_policy_option", "check_tolerance_options",
+           "csv_list"]
+
+
+def add_cache_option(parser) -> None:
+    """``--cache-dir``: where JAX's compiled functions are kept between runs."""
+    parser.add_argument("--cache-dir", metavar="DIR",
+                        help="folder for JAX's compiled functions, reused by later runs, or "
+                        "'off' (default: $GRADPARITY_CACHE, else ~/.cache/gradparity/jax)")
+
+
+def apply_cache_option(args) -> None:
+    """Use ``--cache-dir`` for this process's JAX calls (no-op when not given)."""
+    value = getattr(args, "cache_dir", None)
+    if value is None:
+        return
+    if not value.strip():
+        raise UsageError("--cache-dir='': expected a folder or 'off'")
+    from gradparity.adapters.jax_cache import set_cache_dir
+
+    set_cache_dir(value)
 
 
 def csv_list(value: str) -> list[str]:

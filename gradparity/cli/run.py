@@ -10,6 +10,8 @@ from pathlib import Path
 from gradparity.cli.common import (
     EXIT_FAIL,
     EXIT_OK,
+    add_cache_option,
+    apply_cache_option,
     check_backends_option,
     check_policy_option,
     check_tolerance_options,
@@ -44,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--layer-own", action="store_true",
                      help="also run each layer on the reference's upstream values, to "
                      "separate the error a layer introduces from the error it inherits")
+    add_cache_option(run)
     run.add_argument("-q", "--quiet", action="store_true", help="no per-case progress")
 
     run.set_defaults(handler=cmd_run)
@@ -114,6 +117,7 @@ def select_run(args: argparse.Namespace):
     check_tolerance_options(args)
     tolerances = resolve_tolerances(file_tols, rtol=args.rtol, atol=args.atol)
     check_policy_option(args.policy)
+    apply_cache_option(args)
     return specs, labels, backends, tolerances
 
 

@@ -28,7 +28,7 @@ from gradparity.reference.activations import ACTIVATION_FUNCS
 from gradparity.reference.case import Case
 from gradparity.reference.heads import HEAD_FUNCS
 from gradparity.reference.mlp import REFERENCE_KINKS
-from gradparity.reference.oracle import OracleError, oracle_error
+from gradparity.reference.oracle import OracleError, hi_lo, oracle_error
 
 
 def _near_kink(ref: np.ndarray, got: np.ndarray | None, at: np.ndarray) -> np.ndarray:
@@ -138,12 +138,18 @@ PRECISION_LOSS_EPS = 2.0**20
 def _median_rel_eps(x: np.ndarray | None, o: np.ndarray, eps: float) -> float:
     if x is None or np.shape(x) != np.shape(o):
         return 0.0
-    o64 = np.asarray(o, dtype=np.longdouble)
-    keep = np.abs(o64) > np.finfo(np.float64).tiny
+    # in float64: the oracle as hi + lo (exact for long double's 64 bits), so x - o is
+    # (x - hi) - lo, exact or rounded once: a relative error of the relative error of
+    # about float64's eps, where this median is compared with thresholds 2**10 apart
+    hi, lo = hi_lo(np.asarray(o))
+    keep = np.abs(hi) > np.finfo(np.float64).tiny
     if not keep.any():
         return 0.0
     with np.errstate(invalid="ignore", over="ignore"):
-        rel = np.abs(np.asarray(x, dtype=np.longdouble)[keep] - o64[keep]) / np.abs(o64[keep])
+        d = np.asarray(x, dtype=np.float64)[keep] - hi[keep]
+        if lo is not None:
+            d -= lo[keep]
+        rel = np.abs(d) / np.abs(hi[keep])
     return float(np.median(rel) / eps)
 
 

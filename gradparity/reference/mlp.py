@@ -12,6 +12,9 @@ Per layer, going backwards from the output::
 The seed writes ``dW = (1/m) dZ A^T`` because its dZ is per example (m times the true
 partial); here dZ and dA are the true partials of J, so the 1/m sits in dZ[L].
 
+Matrix products go through `gradparity.reference.extended.matmul`: plain ``@`` in float32
+and float64; for the long-double oracle, float64 BLAS products without rounding error.
+
 These four equations are written once, in `hidden_dZ` and `backward_step`; backprop, the
 one-layer step, the self-test's faulty copy, layer-own and debug all call them.
 """
@@ -24,6 +27,7 @@ import numpy as np
 
 from gradparity.core.gradients import GradientSet
 from gradparity.reference.activations import ACTIVATION_FUNCS
+from gradparity.reference.extended import matmul
 from gradparity.reference.heads import HEAD_FUNCS
 
 Array = np.ndarray
@@ -40,7 +44,7 @@ def hidden_dZ(dA: Array, g_prime: Array) -> Array:
 
 def weight_gradient(dZ: Array, a_prev: Array) -> Array:
     """dW[l] = dZ[l] A[l-1]^T."""
-    return dZ @ a_prev.T
+    return matmul(dZ, a_prev.T)
 
 
 def bias_gradient(dZ: Array) -> Array:
@@ -50,7 +54,7 @@ def bias_gradient(dZ: Array) -> Array:
 
 def input_gradient(W: Array, dZ: Array) -> Array:
     """dA[l-1] = W[l]^T dZ[l]."""
-    return W.T @ dZ
+    return matmul(W.T, dZ)
 
 
 def backward_step(dZ: Array, a_prev: Array, W: Array) -> dict[str, Array]:
@@ -68,7 +72,7 @@ def forward_propagation(
     cache = {"A0": X}
     A = X
     for layer in range(1, L + 1):
-        Z = parameters[f"W{layer}"] @ A + parameters[f"b{layer}"]
+        Z = matmul(parameters[f"W{layer}"], A) + parameters[f"b{layer}"]
         A = HEAD_FUNCS[head].forward(Z) if layer == L else g.forward(Z)
         cache[f"Z{layer}"] = Z
         cache[f"A{layer}"] = A
@@ -184,7 +188,7 @@ def layer_step(
     W, b = case.parameters[f"W{layer}"], case.parameters[f"b{layer}"]
     m = case.m
     with np.errstate(over="ignore", under="ignore"):
-        Z = W @ a_prev + b
+        Z = matmul(W, a_prev) + b
         Zd = Z if z_at is None else np.asarray(z_at, dtype=Z.dtype)
         out: dict[str, Array] = {"Z": Z}
         if layer == spec.depth:

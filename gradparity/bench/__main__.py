@@ -1,0 +1,5 @@
+import sys
+
+from gradparity.bench.run import main
+
+sys.exit(main())

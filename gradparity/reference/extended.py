@@ -1,0 +1,103 @@
+"""Matrix products in extended precision at float64 BLAS speed (error-free splitting).
+
+NumPy has no BLAS for ``np.longdouble``: a long-double ``A @ B`` runs a plain loop, about
+100x slower than ``dgemm``. `matmul` computes the same product from float64 matrix
+products that make no rounding error (the Ozaki scheme):
+
+1. Each row of ``A`` (each column of ``B``) is cut into ``SLICES`` slices of ``beta`` bits,
+   scaled by a power of two of its own: ``A = A_1 + A_2 + ... + rest``, where every entry
+   of ``A_s`` is an integer below ``2**beta`` times ``2**e_i`` (``e_i`` per row). The cuts
+   are exact (scaling by powers of two, truncation, subtraction of a leading part).
+2. ``beta`` is chosen so that ``2 * beta + ceil(log2 k) <= 53``: every dot product of a
+   slice of ``A`` with a slice of ``B`` is a sum of ``k`` integers below ``2**(2 beta)``,
+   so float64 ``dgemm`` computes it exactly, in any summation order.
+3. The slice products with ``s + t <= SLICES - 1`` (0-based) are summed in long double,
+   smallest first. The terms left out (and the rest below the last
+   slice) are below ``2**(-beta * SLICES)`` of ``|A| |B|``, elementwise.
+
+With ``k <= 2**10`` (``beta = 21``) and 3 slices, that is about ``2**-63 |A| |B|``: the size
+of long double's own rounding (``2**-64``), and far below float64's eps (``2**-52``).
+`matmul` falls back to ``A @ B`` for anything but long double operands on a platform whose
+long double is wider than float64, for non-finite entries, and for entries so small or
+large that the scaled slices could leave float64's exponent range.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Slices per operand; with ``beta`` >= 21 bits each they cover long double's 64 bits.
+SLICES = 3
+
+_LD = np.dtype(np.longdouble)
+_WIDE = np.finfo(np.longdouble).nmant > np.finfo(np.float64).nmant
+
+
+def slice_bits(k: int) -> int:
+    """Bits per slice for inner dimension ``k``: the products of two slices summed over
+    ``k`` terms stay below ``2**53`` (exact in float64), with one bit to spare for slices
+    that round up to ``2**beta``."""
+    return (52 - max(int(k) - 1, 0).bit_length()) // 2
+
+
+def split(x: np.ndarray, axis: int, beta: int, slices: int | None = None
+          ) -> list[np.ndarray]:
+    """``slices`` (default `SLICES`) float64 arrays whose exact sum is ``x`` up to a rest
+    below the last slice's unit; along ``axis`` each lane shares a power of two, and every
+    entry is an integer of at most ``beta`` bits times that power (module doc).
+
+    Works in float64 only: ``x = hi + lo`` exactly (long double has 64 significant bits),
+    and each slice is cut from both parts by rounding to the slice's unit with the
+    ``(v + sigma) - sigma`` trick, whose result and remainder are exact."""
+    n = SLICES if slices is None else slices
+    hi = np.asarray(x, dtype=np.float64)
+    lo = np.asarray(x - hi.astype(x.dtype), dtype=np.float64) if x.dtype != hi.dtype else None
+    if lo is not None and not lo.any():
+        lo = None  # float64 values cast up (parameters, inputs): nothing below hi
+    mx = np.max(np.abs(hi), axis=axis, keepdims=True) if hi.size else np.zeros_like(hi)
+    # top: every entry of the lane is below 2**top (a lane of zeros gets any power)
+    _, top = np.frexp(np.where(mx > 0, mx, 1.0))
+    out = []
+    for s in range(1, n + 1):
+        # sigma's unit in the last place is the slice's unit 2**(top - beta*s)
+        sigma = np.ldexp(0.75, top - beta * s + 53)
+        part = (hi + sigma) - sigma
+        hi = hi - part
+        if lo is not None:
+            part_lo = (lo + sigma) - sigma
+            lo = lo - part_lo
+            part = part + part_lo
+        out.append(part)
+    return out
+
+
+def _safe(x: np.ndarray) -> bool:
+    """Finite, and far enough from float64's range limits that the slices and their
+    products stay normal float64 numbers."""
+    a = np.abs(np.asarray(x, dtype=np.float64))
+    if not a.size:
+        return True
+    big = a.max()
+    if not np.isfinite(big):
+        return False
+    return bool(big < 2.0**400 and (big == 0 or a[a > 0].min() > 2.0**-300))
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b``; for long double operands, by error-free splitting into float64 products
+    (module doc). 2-d operands only take the split path; anything else is ``a @ b``."""
+    if not (_WIDE and a.dtype == _LD and b.dtype == _LD and a.ndim == 2 and b.ndim == 2
+            and a.shape[1] == b.shape[0] and _safe(a) and _safe(b)):
+        return a @ b
+    k = a.shape[1]
+    beta = slice_bits(k)
+    sa = split(a, axis=1, beta=beta)
+    sb = split(b, axis=0, beta=beta)
+    n = len(sa)
+    # every pair with s + t <= n - 1 (0-based), smallest products first
+    pairs = sorted(((s, t) for s in range(n) for t in range(n) if s + t <= n - 1),
+                   key=lambda p: -(p[0] + p[1]))
+    out = np.zeros((a.shape[0], b.shape[1]), dtype=_LD)
+    for s, t in pairs:
+        out += sa[s] @ sb[t]
+    return out

@@ -1,0 +1,124 @@
+"""The long-double oracle's BLAS products: accuracy against exact arithmetic (mpmath)."""
+
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+import pytest
+
+from gradparity.core.spec import Spec
+from gradparity.reference import extended
+from gradparity.reference.case import make_case
+from gradparity.reference.mlp import reference_gradients
+from gradparity.reference.oracle import oracle_dtype
+
+pytestmark = pytest.mark.skipif(oracle_dtype("float64") is None,
+                                reason="long double is float64 on this platform")
+
+EPS64 = float(np.finfo(np.float64).eps)
+
+
+def _mp(a: np.ndarray) -> list[list[mpmath.mpf]]:
+    """Long-double entries as exact mpmath numbers (hi + lo float64 parts)."""
+    hi = a.astype(np.float64)
+    lo = (a - hi).astype(np.float64)
+    return [[mpmath.mpf(float(hi[i, j])) + mpmath.mpf(float(lo[i, j]))
+             for j in range(a.shape[1])] for i in range(a.shape[0])]
+
+
+def _rel_error(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """max |c - a b| / (|a| |b|) elementwise, with a b exact, in float64 eps."""
+    with mpmath.workprec(300):
+        A, B, C = _mp(a), _mp(b), _mp(c)
+        k = a.shape[1]
+        scale = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)
+        worst = 0.0
+        for i in range(a.shape[0]):
+            for j in range(b.shape[1]):
+                exact = mpmath.fsum(A[i][p] * B[p][j] for p in range(k))
+                worst = max(worst, float(abs(C[i][j] - exact)) / scale[i, j])
+    return worst / EPS64
+
+
+def _ld(rng, shape, spread=0.0):
+    """Long-double values with all 64 bits of significand used."""
+    x = rng.standard_normal(shape) * np.exp(spread * rng.standard_normal(shape))
+    x = x.astype(np.longdouble)
+    return x + x * np.longdouble(2.0**-53) * rng.uniform(-1, 1, shape).astype(np.longdouble)
+
+
+@pytest.mark.parametrize("n,k,m,spread", [(4, 5, 3, 0.0), (8, 32, 4, 0.0), (3, 300, 5, 0.0),
+                                          (6, 16, 6, 3.0)])
+def test_product_error_far_below_float64_eps(n, k, m, spread):
+    rng = np.random.default_rng(n * 1000 + k)
+    a, b = _ld(rng, (n, k), spread), _ld(rng, (k, m), spread)
+    split_err = _rel_error(extended.matmul(a, b), a, b)
+    loop_err = _rel_error(a @ b, a, b)
+    # close to NumPy's long-double loop (eps_ld = eps64 / 2048), and at least 100x more
+    # accurate than float64's eps (1000x for entries of similar size)
+    assert split_err <= (1e-2 if spread else 1e-3), split_err
+    assert split_err <= 16 * max(loop_err, 2.0**-11), (split_err, loop_err)
+
+
+def test_slices_are_exact_and_products_exact_in_float64():
+    rng = np.random.default_rng(1)
+    k = 64
+    a = _ld(rng, (5, k), 2.0)
+    beta = extended.slice_bits(k)
+    assert 2 * beta + (k - 1).bit_length() <= 52
+    parts = extended.split(a, axis=1, beta=beta)
+    assert len(parts) == extended.SLICES
+    total = np.zeros_like(a)
+    for p in parts:
+        total += p.astype(np.longdouble)  # exact: the parts are disjoint bit ranges
+    rest = np.abs(a - total).astype(np.float64)
+    _, top = np.frexp(np.max(np.abs(a.astype(np.float64)), axis=1, keepdims=True))
+    # what is left is at most half the last slice's unit in each row
+    assert np.all(rest <= np.ldexp(0.5, top - beta * len(parts)))
+    for s, p in enumerate(parts, start=1):
+        units = p / np.ldexp(1.0, top - beta * s)
+        assert np.array_equal(units, np.round(units))  # integers...
+        assert np.all(np.abs(units) <= 2.0**beta)  # ...of at most beta bits
+    # so every slice product is exact in float64: compare with exact integer arithmetic
+    b = _ld(rng, (k, 3))
+    pb = extended.split(b, axis=0, beta=beta)
+    ua = (parts[0] / np.ldexp(1.0, top - beta)).astype(np.int64)
+    _, topb = np.frexp(np.max(np.abs(b.astype(np.float64)), axis=0, keepdims=True))
+    ub = (pb[0] / np.ldexp(1.0, topb - beta)).astype(np.int64)
+    assert np.array_equal(parts[0] @ pb[0],
+                          (ua @ ub) * np.ldexp(1.0, top - beta) * np.ldexp(1.0, topb - beta))
+
+
+def test_falls_back_for_other_dtypes_and_nonfinite():
+    a = np.arange(6.0).reshape(2, 3)
+    b = np.arange(6.0).reshape(3, 2)
+    assert np.array_equal(extended.matmul(a, b), a @ b)
+    a32 = a.astype(np.float32)
+    assert extended.matmul(a32, b.astype(np.float32)).dtype == np.float32
+    bad = a.astype(np.longdouble)
+    bad[0, 0] = np.inf
+    with np.errstate(invalid="ignore"):
+        got = extended.matmul(bad, b.astype(np.longdouble))
+        want = bad @ b.astype(np.longdouble)
+    assert np.array_equal(got, want, equal_nan=True)
+
+
+@pytest.mark.parametrize("activation,head,form", [("tanh", "softmax_ce", "logits"),
+                                                  ("relu", "sigmoid_bce", "probs"),
+                                                  ("gelu", "linear_mse", "logits")])
+def test_oracle_matches_the_long_double_loop(monkeypatch, activation, head, form):
+    """The whole oracle (every product split) against NumPy's long-double loop: the two
+    differ by long double's rounding only, over 100 times below float64's eps."""
+    spec = Spec((5, 32, 32, 3 if head == "softmax_ce" else 2), activation=activation,
+                head=head, loss_form=form, batch=16, seed=4, dtype="float64")
+    case = make_case(spec).astype(np.longdouble)
+    split = reference_gradients(case)
+    monkeypatch.setattr(extended, "_WIDE", False)  # every product as a @ b
+    loop = reference_gradients(case)
+    for key, o in loop.grads.items():
+        s = split.grads[key]
+        scale = float(np.max(np.abs(o.astype(np.float64))))
+        if scale == 0:
+            continue
+        diff = float(np.max(np.abs((s - o).astype(np.float64))))
+        assert diff <= 1e-2 * EPS64 * scale, (key, diff / (EPS64 * scale))

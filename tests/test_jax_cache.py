@@ -1,0 +1,76 @@
+"""JAX's persistent compilation cache: on by default, movable, off on request, scoped."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gradparity.adapters import jax_cache
+
+pytest.importorskip("jax")
+
+#: One case through the JAX adapter; prints the cache events JAX reported.
+_SCRIPT = """
+import json, jax
+events = {}
+jax.monitoring.register_event_listener(
+    lambda name, **kw: events.__setitem__(name, events.get(name, 0) + 1))
+from gradparity.adapters.jax_grad import JaxBackend
+from gradparity.core.spec import Spec
+from gradparity.reference.case import make_case
+case = make_case(Spec((5, 8, 3), activation="tanh", head="softmax_ce", batch=4, seed=0,
+                      dtype="float64"))
+JaxBackend().gradients(case)
+print(json.dumps({"hits": events.get("/jax/compilation_cache/cache_hits", 0),
+                  "misses": events.get("/jax/compilation_cache/cache_misses", 0),
+                  "dir_after": jax.config.jax_compilation_cache_dir}))
+"""
+
+
+def _run(env_cache: str, tmp_path: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != jax_cache.ENV_VAR}
+    env[jax_cache.ENV_VAR] = env_cache
+    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")  # never the user's own cache
+    out = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True,
+                         text=True, timeout=300, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_second_process_compiles_nothing(tmp_path):
+    folder = tmp_path / "cache"
+    first = _run(str(folder), tmp_path)
+    assert first["misses"] >= 1 and first["hits"] == 0
+    assert any(folder.iterdir()), "nothing was written to the cache folder"
+    second = _run(str(folder), tmp_path)
+    assert second["misses"] == 0, second
+    assert second["hits"] >= 1, second
+    assert first["dir_after"] is None and second["dir_after"] is None  # scope restored
+
+
+def test_off_writes_nothing(tmp_path):
+    got = _run("off", tmp_path)
+    assert got["hits"] == 0
+    assert not (tmp_path / "xdg").exists()
+
+
+def test_precedence(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv(jax_cache.ENV_VAR, raising=False)
+    try:
+        jax_cache.set_cache_dir(None)
+        assert jax_cache.cache_dir() == tmp_path / "gradparity" / "jax"
+        monkeypatch.setenv(jax_cache.ENV_VAR, str(tmp_path / "env"))
+        assert jax_cache.cache_dir() == tmp_path / "env"
+        monkeypatch.setenv(jax_cache.ENV_VAR, "OFF")
+        assert jax_cache.cache_dir() is None
+        jax_cache.set_cache_dir(tmp_path / "chosen")
+        assert jax_cache.cache_dir() == tmp_path / "chosen"
+        jax_cache.set_cache_dir("off")
+        assert jax_cache.cache_dir() is None
+    finally:
+        jax_cache.set_cache_dir(None)
