@@ -14,9 +14,12 @@ how this one machine stands in for others (another CPU rounds differently in the
   reference;
 * ``legacy``: all of the oldest choices at once.
 
-For every ordered pair (A, B) a baseline made from A's table is compared with B's table:
-any regression there is a false alarm. Then regressions are injected into B and must be
-caught:
+For every ordered pair (A, B) a baseline made as ``gradparity baseline save`` makes it under
+A (``--kernels auto``: A's table and the tables of this CPU's other configurations among
+``stock`` and ``legacy``, `gradparity.ci.kernels`) is compared with B's table: any
+regression there is a false alarm. A second table shows the same with ``--kernels none``
+(A's table alone), which is what the envelope of kernels is for. Then regressions are
+injected into B and must be caught:
 
 * ``perturb``: one element of torch's dW1 (the one of median magnitude) times 1 + 1e-3, in
   every case where that tensor is well conditioned (regime ``normal``, status ``pass``);
@@ -39,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -47,43 +49,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def configurations() -> dict[str, dict[str, str]]:
-    """Name -> environment variables, for the configurations this CPU can run.
+    """This CPU's kernel configurations (`kernel_configurations`), plus any configuration
+    a baseline's errors are taken over (`envelope_configurations`) that is not among them."""
+    from gradparity.experiments.environment import (
+        envelope_configurations,
+        kernel_configurations,
+    )
 
-    ``stock`` runs with every library's own choice (on a CPU with AVX2 and no AVX-512:
-    torch's AVX2 kernels, as many threads as cores); a configuration that would repeat it
-    on this CPU is left out (``aten-avx2`` without AVX-512, ``threads-N`` with N cores).
-    """
-    flags = _cpu_flags()
-    cores = os.cpu_count() or 1
-    configs: dict[str, dict[str, str]] = {
-        "stock": {},
-        "aten-default": {"ATEN_CPU_CAPABILITY": "default"},
-    }
-    if "avx512f" in flags:
-        configs["aten-avx2"] = {"ATEN_CPU_CAPABILITY": "avx2"}
-    for n in (1, 2):
-        if n != cores:
-            configs[f"threads-{n}"] = {"OMP_NUM_THREADS": str(n)}
-    configs["xla-sse4_2"] = {"XLA_FLAGS": "--xla_cpu_max_isa=SSE4_2"}
-    configs["openblas-nehalem"] = {"OPENBLAS_CORETYPE": "Nehalem"}
-    configs["openblas-sandybridge"] = {"OPENBLAS_CORETYPE": "Sandybridge"}
-    if "avx512f" in flags:
-        configs["openblas-skylakex"] = {"OPENBLAS_CORETYPE": "SkylakeX"}
-    configs["legacy"] = {"ATEN_CPU_CAPABILITY": "default", "OMP_NUM_THREADS": "1",
-                         "XLA_FLAGS": "--xla_cpu_max_isa=SSE4_2",
-                         "OPENBLAS_CORETYPE": "Nehalem"}
+    configs = kernel_configurations()
+    for name, variables in envelope_configurations().items():
+        if variables not in configs.values():
+            configs[name] = variables
     return configs
 
 
@@ -128,10 +105,9 @@ def worker(suite: str, out: Path) -> None:
 
 
 def run_configuration(name: str, variables: dict[str, str], suite: str, out: Path) -> None:
-    env = dict(os.environ)
-    for k in ("ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS", "XLA_FLAGS", "OPENBLAS_CORETYPE"):
-        env.pop(k, None)
-    env.update(variables)
+    from gradparity.experiments.environment import kernel_environment
+
+    env = kernel_environment(variables)
     print(f"[{name}] {' '.join(f'{k}={v}' for k, v in variables.items()) or '(no variables)'}",
           file=sys.stderr, flush=True)
     subprocess.run([sys.executable, __file__, "--worker", "--suite", suite, "--tables",
@@ -190,6 +166,8 @@ def matrix(suite: str, tables: Path, names: list[str], extra: dict[str, Path]) -
         compare_with_baseline,
         differing_keys,
     )
+    from gradparity.ci.kernels import other_configurations
+    from gradparity.experiments.environment import kernel_environment
 
     cases = _cases(suite)
     data = {}
@@ -205,16 +183,33 @@ def matrix(suite: str, tables: Path, names: list[str], extra: dict[str, Path]) -
     header = ("| saved under | checked under | what differs | false alarms | perturb | swap "
               "| new failure | deleted | new reason |")
     lines = [header, "|" + "---|" * 9]
-    false_alarms: dict[tuple[str, str], int] = {}
+    false_alarms: dict[tuple[str, str], int | None] = {}
+    single: dict[tuple[str, str], int] = {}
+    configs = configurations()
     bad = 0
     for a, (table_a, _, env_a) in data.items():
-        base = baseline_from_table(table_a, cases, environment=env_a)
+        # as 'gradparity baseline save' (--kernels auto) saves it under configuration a:
+        # the errors over a's run and the runs under this CPU's other envelope kernels
+        others = {}
+        if a in configs:
+            variables = kernel_environment(configs[a], {})
+            for v in other_configurations(variables).values():
+                name = next(k for k, c in configs.items() if c == v)
+                others[name] = (v, data[name][0])
+        base = baseline_from_table(table_a, cases, environment=env_a, kernels=others)
+        alone = baseline_from_table(table_a, cases, environment=env_a)
         for b, (table_b, pert_b, env_b) in data.items():
             if a == b:
                 continue
             differs = differing_keys(env_a, env_b)
             reg = compare_with_baseline(base, table_b)
             false = len(reg)
+            single[a, b] = len(compare_with_baseline(alone, table_b))
+            if a not in configs:
+                # a table recorded elsewhere without its kernel runs: as a baseline it
+                # stands for '--kernels none' only (the second compact table)
+                false_alarms[a, b] = None
+                continue
             false_alarms[a, b] = false
             bad += false > 0
             cells = []
@@ -238,13 +233,16 @@ def matrix(suite: str, tables: Path, names: list[str], extra: dict[str, Path]) -
             lines.append(f"| {a} | {b} | {', '.join(differs) or '-'} | {false} | "
                          + " | ".join(cells) + " |")
     names = list(data)
-    compact = ["| false alarms: saved under \u2193, checked under \u2192 | "
-               + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    for a in names:
-        compact.append(f"| {a} | " + " | ".join("-" if a == b else str(false_alarms[a, b])
-                                                for b in names) + " |")
-    print("\n".join(compact))
-    print()
+    for title, counts in (("false alarms", false_alarms),
+                          ("false alarms with --kernels none", single)):
+        compact = [f"| {title}: saved under \u2193, checked under \u2192 | "
+                   + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for a in names:
+            compact.append(f"| {a} | " + " | ".join(
+                "-" if a == b else "n/a" if counts[a, b] is None else str(counts[a, b])
+                for b in names) + " |")
+        print("\n".join(compact))
+        print()
     print("\n".join(lines))
     return 1 if bad else 0
 

@@ -374,8 +374,14 @@ def test_save_writes_every_spec_and_check_passes(saved, capsys, tmp_path):
     assert len(run) == len(b.rows)  # --results wrote the same run
     code, out, err = _check(saved, capsys, "--out", str(tmp_path / "again"))
     assert code == 0, out + err
+    others = ", ".join(b.kernels)
+    assert others  # saved with --kernels auto: this CPU's other kernels ran too
     assert out == (f"check: no regression against {saved} (4 cases, {len(b.rows)} baseline "
-                   "rows, factor 4 on err_oracle_eps, worst_oracle_eps)\n")
+                   "rows, factor 4 on err_oracle_eps, worst_oracle_eps; baseline errors over "
+                   f"its run and kernels {others})\n")
+    for name in b.kernels:  # --results wrote each run's table
+        assert len(pd.read_csv(saved.parent / "run" / "kernels" / name / "table.csv.gz")
+                   ) == len(run)
     assert err == ""
     again = pd.read_csv(tmp_path / "again" / "table.csv")
     pd.testing.assert_frame_equal(again, run)  # the same numbers, bit for bit
@@ -495,6 +501,11 @@ def test_check_fails_on_a_new_failure_and_names_another_environment(saved, capsy
     (["baseline", "save", "nosuch", "--out", "x.json"], "suite='nosuch'"),
     (["baseline", "save", "quick", "--out", "x.json", "--backends", "tf"], "--backends='tf'"),
     (["baseline", "save", "quick", "--out", "."], "--out='.': is a folder, expected a file name"),
+    (["baseline", "save", "quick", "--out", "x.json", "--kernels", "legacy,avx9"],
+     "--kernels='legacy,avx9': 'avx9' is not a kernel configuration of this CPU; expected "
+     "auto, none or names among stock, "),
+    (["baseline", "save", "quick", "--out", "x.json", "--kernels", ","],
+     "--kernels=',': expected auto, none or configuration names"),
 ])
 def test_usage_errors_exit_2_with_one_line(tmp_path, monkeypatch, capsys, args, expected):
     monkeypatch.chdir(tmp_path)
@@ -558,7 +569,12 @@ def test_committed_baseline_is_the_default_suite_and_matches_the_committed_table
     assert [c.spec for c in committed.cases] == default_suite()
     assert {c.backends for c in committed.cases} == {("torch", "jax")}
     assert committed.source == "gradparity baseline save default"
-    table = pd.read_csv(ROOT / "results" / "default" / "table.csv")
+    run = pd.read_csv(ROOT / "results" / "default" / "table.csv")
+    # the rows are the worst over the run and its runs under this CPU's other kernels
+    kernels = ROOT / "results" / "default" / "kernels"
+    names = sorted(p.name for p in kernels.iterdir()) if kernels.is_dir() else []
+    assert names == sorted(committed.kernels) and names
+    table = bl.envelope([run, *(pd.read_csv(kernels / n / "table.csv.gz") for n in names)])
     assert len(table) == len(committed.rows)
     cols = ["case_id", "backend", "quantity", "status", "err_oracle_eps", "worst_oracle_eps",
             "ref_err_oracle_eps"]

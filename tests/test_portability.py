@@ -56,6 +56,7 @@ def two_machines(tmp_path_factory):
     d = tmp_path_factory.mktemp("machines")
     (d / "machines.toml").write_text(SUITE)
     saved = _gradparity(["baseline", "save", "machines.toml", "--out", "b.json", "-q",
+                         "--kernels", "none",
                          "--results", "a"], STOCK, d)
     assert saved.returncode == 0, saved.stdout + saved.stderr
     checked = _gradparity(["check", "--baseline", "b.json", "-q", "--out", "b"], LEGACY, d)

@@ -127,12 +127,19 @@ class BaselineCase:
 
 @dataclass
 class Baseline:
-    """Cases, rows (`BaselineRow`) and the environment they came from."""
+    """Cases, rows (`BaselineRow`) and the environment they came from.
+
+    ``kernels`` names the other kernel configurations the cases also ran under when the
+    baseline was saved, with their environment variables (`gradparity.ci.kernels`): each
+    row's errors are then the largest, and its status the worst, over those runs and the
+    main one. Empty when the rows come from one run.
+    """
 
     cases: list[BaselineCase]
     rows: list[BaselineRow]
     environment: dict[str, str] = field(default_factory=dict)
     source: str = ""
+    kernels: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def case(self, case_id: str) -> BaselineCase | None:
         for c in self.cases:
@@ -185,7 +192,8 @@ class Baseline:
         order = {c.case_id: i for i, c in enumerate(cases)}
         rows.sort(key=lambda r: order[r.case_id])  # stable: keeps backprop order in a case
         return Baseline(cases=cases, rows=rows, environment=dict(newer.environment),
-                        source=newer.source or self.source)
+                        source=newer.source or self.source,
+                        kernels={**self.kernels, **newer.kernels})
 
 
 # -- building ------------------------------------------------------------------------------
@@ -235,39 +243,93 @@ def rows_from_table(table: pd.DataFrame, case_ids: Mapping[str, str] | None = No
     return rows
 
 
+#: Columns `envelope` takes the largest value of: the errors a check compares.
+ENVELOPE_COLUMNS: tuple[str, ...] = ("err_oracle_eps", "worst_oracle_eps", "norm_err_eps")
+
+
+def envelope(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The first table with, per tensor, the largest of `ENVELOPE_COLUMNS` over ``tables``
+    (a non-finite value wins) and the worst status (with that run's reason) over them.
+
+    Rows are the first table's, in its order: a tensor another run did not produce keeps
+    the first table's values (``check`` reports missing rows on its own).
+    """
+    import numpy as np
+    import pandas as pd
+
+    if not tables:
+        raise ValueError("envelope: no tables")
+    first = tables[0]
+    out = first.copy()
+    if len(tables) == 1 or out.empty:
+        return out
+
+    def keys(t: pd.DataFrame) -> pd.MultiIndex:
+        layer = pd.array(t["layer"].tolist(), dtype="Int64").fillna(-1).astype(int)
+        return pd.MultiIndex.from_arrays([t["case_id"].astype(str), t["backend"].astype(str),
+                                          t["against"].astype(str), layer,
+                                          t["quantity"].astype(str)])
+
+    index = keys(out)
+    if not index.is_unique:
+        raise ValueError("envelope: the first table has duplicate rows")
+    statuses = [out["status"].astype(str).to_numpy()]
+    reasons = [(out["reason_code"] if "reason_code" in out else pd.Series([""] * len(out)))
+               .fillna("").astype(str).to_numpy(),
+               (out["reason"] if "reason" in out else pd.Series([""] * len(out)))
+               .fillna("").astype(str).to_numpy()]
+    status = statuses[0].copy()
+    code, reason = reasons[0].copy(), reasons[1].copy()
+    for other in tables[1:]:
+        o = other.set_axis(keys(other))
+        o = o[~o.index.duplicated(keep="first")].reindex(index)
+        found = o["status"].notna().to_numpy()
+        for c in ENVELOPE_COLUMNS:
+            if c not in out.columns or c not in o.columns:
+                continue
+            a = out[c].to_numpy(dtype=np.float64, na_value=np.nan)
+            b = o[c].to_numpy(dtype=np.float64, na_value=np.nan)
+            with np.errstate(invalid="ignore"):
+                bigger = found & ((b > a) | (~np.isfinite(b) & ~np.isnan(b) & np.isfinite(a))
+                                  | (np.isnan(a) & ~np.isnan(b)))
+            out[c] = np.where(bigger, b, a)
+        s = o["status"].astype(object).where(found, None).to_numpy()
+        oc = (o["reason_code"] if "reason_code" in o else pd.Series([""] * len(o)))
+        orr = (o["reason"] if "reason" in o else pd.Series([""] * len(o)))
+        oc = oc.fillna("").astype(str).to_numpy()
+        orr = orr.fillna("").astype(str).to_numpy()
+        for i in np.flatnonzero(found):
+            w = worst_status([status[i], str(s[i])])
+            if w != status[i]:
+                status[i], code[i], reason[i] = w, oc[i], orr[i]
+    out["status"] = status
+    if "reason_code" in out.columns:
+        out["reason_code"] = [c or None for c in code]
+    if "reason" in out.columns:
+        out["reason"] = reason
+    return out
+
+
 def baseline_from_table(
     table: pd.DataFrame,
     cases: Sequence[BaselineCase],
     *,
     environment: Mapping[str, str] | None = None,
     source: str = "",
+    kernels: Mapping[str, tuple[Mapping[str, str], pd.DataFrame]] | None = None,
 ) -> Baseline:
     """A baseline of ``cases`` from their result table; ``environment`` defaults to the
-    table's ``attrs["environment"]``."""
+    table's ``attrs["environment"]``. ``kernels``: ``{name: (variables, table)}`` of the
+    same cases run under other kernel configurations (`gradparity.ci.kernels`); the rows
+    then hold the largest error and the worst status over all the tables."""
     env = dict(environment if environment is not None else table.attrs.get("environment", {}))
-    return Baseline(cases=list(cases), rows=rows_from_table(table),
+    others = dict(kernels or {})
+    rows_table = envelope([table, *(t for _, t in others.values())]) if others else table
+    return Baseline(cases=list(cases), rows=rows_from_table(rows_table),
                     environment={str(k): str(v) for k, v in sorted(env.items())},
-                    source=source)
-
-
-def make_baseline(
-    specs: Sequence[Spec],
-    *,
-    backends: Sequence[str],
-    tolerances: Mapping[str, Any] | None = None,
-    policy: str = "allclose",
-    source: str = "",
-    progress: Callable[..., None] | None = None,
-) -> tuple[Baseline, pd.DataFrame]:
-    """Run ``specs`` (`run_specs`) and return the baseline and the run's table."""
-    from gradparity.experiments.runner import run_specs
-    from gradparity.judge.tolerances import resolve_tolerances
-
-    tol = dict(tolerances or resolve_tolerances())
-    table = run_specs(specs, backends=backends, tolerances=tol, progress=progress,
-                      policy=policy)
-    return baseline_from_table(table, cases_of(specs, backends, tol, policy),
-                               source=source), table
+                    source=source,
+                    kernels={str(n): {str(k): str(v) for k, v in sorted(dict(var).items())}
+                             for n, (var, _) in others.items()})
 
 
 def cases_of(specs: Sequence[Spec], backends: Sequence[str], tolerances: Mapping[str, Any],
@@ -327,6 +389,7 @@ def dumps(baseline: Baseline) -> str:
         f'  "cases": [{block(cases)}]',
         f'  "environment": {{{block(env)}}}',
         f'  "format": {_line(FORMAT)}',
+        f'  "kernels": {_line(baseline.kernels)}',
         f'  "metrics": {_line(list(COMPARED_METRICS))}',
         f'  "row_columns": {_line(list(ROW_COLUMNS))}',
         f'  "rows": [{block(rows)}]',
@@ -474,9 +537,16 @@ def loads(text: str, *, where: str = "<text>") -> Baseline:
     _check_backends_have_rows(where, cases, rows)
     env = data["environment"]
     source = data.get("source", "")
+    kernels = data.get("kernels", {})
+    if not isinstance(kernels, dict) or not all(
+            isinstance(v, dict) and all(isinstance(x, str) for x in v.values())
+            for v in kernels.values()):
+        raise _err(where, "'kernels': expected an object of objects of strings "
+                   '(e.g. {"legacy": {"OMP_NUM_THREADS": "1"}})')
     return Baseline(cases=cases, rows=rows,
                     environment={str(k): str(v) for k, v in env.items()},
-                    source=source if isinstance(source, str) else "")
+                    source=source if isinstance(source, str) else "",
+                    kernels={str(n): dict(v) for n, v in kernels.items()})
 
 
 def _check_row_values(where: str, at: str, r: Mapping[str, Any],

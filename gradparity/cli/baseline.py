@@ -61,6 +61,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     save.add_argument("--policy", default="allclose", metavar="POLICY",
                       help="verdict policy: allclose (default) or calibrated (see "
                       "'gradparity run --help'); 'check' uses the baseline's")
+    save.add_argument("--kernels", default="auto", metavar="auto|none|NAMES",
+                      help="also run the cases under other kernel configurations of this "
+                      "CPU and keep, per tensor, the largest error and the worst status, so "
+                      "that checks hold on CPUs that run those kernels: 'auto' (default) "
+                      "runs this CPU's others among stock, avx2 (with AVX-512) and legacy "
+                      "(no FMA: torch without vector kernels, XLA limited to SSE4.2, "
+                      "OpenBLAS Nehalem, one thread); 'none' keeps this run only; or "
+                      "comma-separated names of 'gradparity list'")
     add_cache_option(save)
     save.add_argument("-q", "--quiet", action="store_true", help="no per-case progress")
     save.set_defaults(handler=cmd_save)
@@ -108,6 +116,27 @@ def _source(args: argparse.Namespace) -> str:
     return " ".join(parts)
 
 
+def kernels_option(value: str) -> dict[str, dict[str, str]]:
+    """``--kernels``: ``{name: variables}`` of the other configurations to run under."""
+    from gradparity.ci.kernels import other_configurations
+    from gradparity.experiments.environment import kernel_configurations
+
+    if value.strip() == "auto":
+        return other_configurations()
+    if value.strip() == "none":
+        return {}
+    known = kernel_configurations()
+    names = csv_list(value)
+    for name in names:
+        if name not in known:
+            raise UsageError(f"--kernels={value!r}: {name!r} is not a kernel configuration "
+                             f"of this CPU; expected auto, none or names among "
+                             f"{', '.join(known)}")
+    if not names:
+        raise UsageError(f"--kernels={value!r}: expected auto, none or configuration names")
+    return {n: known[n] for n in names}
+
+
 def cmd_save(args: argparse.Namespace) -> int:
     from gradparity.experiments.io import check_output_file, check_output_folder
 
@@ -116,22 +145,33 @@ def cmd_save(args: argparse.Namespace) -> int:
         raise UsageError(f"--out={args.out!r}: the file exists; use --force to replace it")
     if args.results is not None:
         check_output_folder(args.results, option="--results")
+    kernels = kernels_option(args.kernels)
     specs, labels, backends, tolerances = select_run(args)
     backends = list(dict.fromkeys(backends))
+    apply_cache_option(args)
 
-    from gradparity.ci.baseline import make_baseline, save_baseline
+    from gradparity.ci.baseline import save_baseline
+    from gradparity.ci.kernels import make_baseline
     from gradparity.judge.status import FAILING
 
-    baseline, table = make_baseline(specs, backends=backends, tolerances=tolerances,
-                                    policy=args.policy, source=_source(args),
-                                    progress=case_progress(args.quiet))
+    def said(line: str) -> None:
+        if not args.quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    baseline, table, others = make_baseline(
+        specs, backends=backends, tolerances=tolerances, policy=args.policy,
+        source=_source(args), progress=case_progress(args.quiet), kernels=kernels,
+        kernel_progress=said)
     save_baseline(baseline, out, force=args.force)
     if args.results:
         from gradparity.experiments.report import write_results
 
-        write_results(table, args.results, name="+".join(labels))
+        write_results(table, args.results, name="+".join(labels), kernels=others)
     print(f"baseline: {len(baseline.cases)} cases, {len(baseline.rows)} rows "
           f"({status_counts_text(table)}) -> {out}")
+    if others:
+        print(f"baseline: errors and statuses are the worst over this run and the runs "
+              f"under kernels {', '.join(others)}")
     if args.results:
         print(f"results: {args.results}/")
     failing = int(table["status"].isin(FAILING).sum())
@@ -190,6 +230,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     reg = compare_with_baseline(runnable, table, factor=factor, machine=machine)
     what = (f"{len(runnable.cases)} cases, {len(runnable.rows)} baseline rows, factor "
             f"{factor:g} on {', '.join(COMPARED_METRICS)}")
+    if baseline.kernels:
+        what += f"; baseline errors over its run and kernels {', '.join(baseline.kernels)}"
     if reg.empty:
         print(f"check: no regression against {args.baseline} ({what})")
         return EXIT_OK

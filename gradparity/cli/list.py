@@ -1,4 +1,5 @@
-"""``gradparity list``: suites, activations, heads, regimes and backends."""
+"""``gradparity list``: suites, activations, heads, regimes, backends and the kernel
+configurations of this CPU."""
 
 from __future__ import annotations
 
@@ -29,6 +30,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("backends:")
     for name, (ok, note) in available_backends().items():
         print(f"  {name:<10} {'installed' if ok else 'missing':<10} {note}")
+    from gradparity.experiments.environment import kernel_configurations
+
+    print("kernel configurations of this CPU (baseline save --kernels):")
+    for name, variables in kernel_configurations().items():
+        shown = " ".join(f"{k}={v}" for k, v in variables.items()) or "(no variables)"
+        print(f"  {name:<21} {shown}")
     return EXIT_OK
 
 

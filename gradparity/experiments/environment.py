@@ -36,17 +36,91 @@ KERNEL_VARIABLES: tuple[str, ...] = (
 )
 
 
-def _cpu_isa() -> str:
-    """The `ISA_FLAGS` this CPU reports, space-separated (empty if unknown)."""
+def cpu_flags() -> set[str]:
+    """Every feature flag this CPU reports (empty if unknown)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
                 if line.startswith(("flags", "Features")):
-                    have = set(line.split(":", 1)[1].split())
-                    return " ".join(x for x in ISA_FLAGS if x in have)
+                    return set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return ""
+    return set()
+
+
+def _cpu_isa() -> str:
+    """The `ISA_FLAGS` this CPU reports, space-separated (empty if unknown)."""
+    have = cpu_flags()
+    return " ".join(x for x in ISA_FLAGS if x in have)
+
+
+#: The oldest kernels every x86-64 library here can still be told to run: torch without
+#: vector kernels, XLA without AVX (so without FMA), OpenBLAS's SSE kernels, one thread.
+LEGACY_KERNELS: dict[str, str] = {
+    "ATEN_CPU_CAPABILITY": "default", "OMP_NUM_THREADS": "1",
+    "XLA_FLAGS": "--xla_cpu_max_isa=SSE4_2", "OPENBLAS_CORETYPE": "Nehalem",
+}
+
+
+def kernel_configurations() -> dict[str, dict[str, str]]:
+    """Name -> environment variables, for the kernel choices this CPU can run.
+
+    Each one makes a library pick other kernels, as another CPU would: torch's with
+    ``ATEN_CPU_CAPABILITY``, XLA's code generation with ``--xla_cpu_max_isa``, OpenBLAS's
+    with ``OPENBLAS_CORETYPE``, the summation order with the thread count. ``stock`` sets
+    none (every library's own choice); a configuration that would repeat it on this CPU
+    is left out (``aten-avx2`` without AVX-512, ``threads-N`` with N cores).
+    """
+    flags = cpu_flags()
+    cores = os.cpu_count() or 1
+    configs: dict[str, dict[str, str]] = {
+        "stock": {},
+        "aten-default": {"ATEN_CPU_CAPABILITY": "default"},
+    }
+    if "avx512f" in flags:
+        configs["aten-avx2"] = {"ATEN_CPU_CAPABILITY": "avx2"}
+    for n in (1, 2):
+        if n != cores:
+            configs[f"threads-{n}"] = {"OMP_NUM_THREADS": str(n)}
+    configs["xla-sse4_2"] = {"XLA_FLAGS": "--xla_cpu_max_isa=SSE4_2"}
+    configs["openblas-nehalem"] = {"OPENBLAS_CORETYPE": "Nehalem"}
+    configs["openblas-sandybridge"] = {"OPENBLAS_CORETYPE": "Sandybridge"}
+    if "avx512f" in flags:
+        configs["openblas-skylakex"] = {"OPENBLAS_CORETYPE": "SkylakeX"}
+    configs["legacy"] = dict(LEGACY_KERNELS)
+    return configs
+
+
+def envelope_configurations() -> dict[str, dict[str, str]]:
+    """The kernel choices a baseline's errors are taken over (`gradparity.ci.kernels`):
+    this CPU's own (``stock``), ``avx2`` where the CPU has AVX-512 (another vector width,
+    still with FMA), and ``legacy`` (no FMA: the other accuracy class of XLA's elementwise
+    code)."""
+    configs: dict[str, dict[str, str]] = {"stock": {}}
+    if "avx512f" in cpu_flags():
+        configs["avx2"] = {"ATEN_CPU_CAPABILITY": "avx2", "XLA_FLAGS": "--xla_cpu_max_isa=AVX2",
+                           "OPENBLAS_CORETYPE": "Haswell"}
+    configs["legacy"] = dict(LEGACY_KERNELS)
+    return configs
+
+
+def kernel_environment(variables: dict[str, str], base: dict[str, str] | None = None
+                       ) -> dict[str, str]:
+    """``base`` (default: this process's environment) without any kernel variable that
+    `LEGACY_KERNELS` names (of ``XLA_FLAGS`` only its ``--xla_cpu_max_isa``), then with
+    ``variables``: the environment of a child process that runs under one kernel
+    configuration."""
+    env = dict(os.environ if base is None else base)
+    # XLA_FLAGS may carry the user's other flags: only the ISA limit is replaced
+    xla = [t for t in env.pop("XLA_FLAGS", "").split()
+           if not t.startswith("--xla_cpu_max_isa")]
+    for k in LEGACY_KERNELS:
+        env.pop(k, None)
+    env.update(variables)
+    xla += env.pop("XLA_FLAGS", "").split()
+    if xla:
+        env["XLA_FLAGS"] = " ".join(xla)
+    return env
 
 
 def _blas() -> str:

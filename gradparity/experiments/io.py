@@ -65,6 +65,7 @@ def write_folder_atomically(out_dir: str | Path, files: Mapping[str, Writer]) ->
     try:
         for name, write in files.items():
             path = tmp / name
+            path.parent.mkdir(parents=True, exist_ok=True)  # "sub/name": a subfolder
             write(path)  # written with open(): the umask's mode already
             _fsync(path)
         tmp.chmod(_dir_mode())
@@ -198,6 +199,14 @@ def csv_writer(df: pd.DataFrame) -> Writer:
     """Floats written with round-tripping repr, '\\n' line ends, no index."""
     def write(path: Path) -> None:
         df.to_csv(path, index=False, lineterminator="\n", float_format=None)
+    return write
+
+
+def gzip_csv_writer(df: pd.DataFrame) -> Writer:
+    """`csv_writer`'s text, gzip-compressed with no timestamp (same table, same bytes)."""
+    def write(path: Path) -> None:
+        df.to_csv(path, index=False, lineterminator="\n", float_format=None,
+                  compression={"method": "gzip", "mtime": 0})
     return write
 
 

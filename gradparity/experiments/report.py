@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
 from gradparity.experiments.io import (
     csv_writer,
+    gzip_csv_writer,
     have_parquet,
     json_writer,
     parquet_writer,
@@ -72,9 +74,12 @@ def summary_markdown(df: pd.DataFrame, *, name: str) -> str:
     return "\n".join(lines)
 
 
-def write_results(df: pd.DataFrame, out_dir: str | Path, *, name: str) -> Path:
+def write_results(df: pd.DataFrame, out_dir: str | Path, *, name: str,
+                  kernels: Mapping[str, pd.DataFrame] | None = None) -> Path:
     """Write table.csv, table.parquet (with pyarrow), pass_rates.csv (head.form x
-    activation x backend/dtype), worst_per_case.csv, summary.md and environment.json."""
+    activation x backend/dtype), worst_per_case.csv, summary.md and environment.json;
+    ``kernels`` (``{name: table}``, the same cases run under other kernel configurations,
+    `gradparity.ci.kernels`), as ``kernels/<name>/table.csv.gz`` and ``environment.json``."""
     pivot = pass_rate_pivot(df, ["head_form", "activation"]).reset_index()
     files = {
         "table.csv": csv_writer(df),
@@ -85,4 +90,8 @@ def write_results(df: pd.DataFrame, out_dir: str | Path, *, name: str) -> Path:
     }
     if have_parquet():
         files["table.parquet"] = parquet_writer(df)
+    for kname, table in (kernels or {}).items():
+        files[f"kernels/{kname}/table.csv.gz"] = gzip_csv_writer(table)
+        files[f"kernels/{kname}/environment.json"] = json_writer(
+            table.attrs.get("environment", {}))
     return write_folder_atomically(out_dir, files)
