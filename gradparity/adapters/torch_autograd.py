@@ -9,8 +9,9 @@ divide by ``m * n_out``, and ``mse_loss`` has no 1/2).
 
 Intermediates come from torch itself: ``retain_grad()`` on every Z and A, and
 ``X.requires_grad`` for dA0. Tensors stay in the case's dtype (float32 or float64; no
-``set_default_dtype``); nn.Linear layers are created with ``skip_init`` so torch's global
-RNG is not consumed.
+``set_default_dtype``); nn.Linear layers are created inside ``torch.random.fork_rng``, so
+torch's global RNG is left as it was (``nn.utils.skip_init`` would do it through the meta
+device, whose first use imports sympy and torch.fx: seconds of a small debug session).
 """
 
 from __future__ import annotations
@@ -136,6 +137,18 @@ class TorchBackend:
             raise RuntimeError(f"{_INSTALL_HINT}: {exc}") from exc
         return torch, nn, F
 
+    def _linear(self, n_in: int, n_out: int, W: np.ndarray, b: np.ndarray, tdtype: Any
+                ) -> Any:
+        """``nn.Linear(n_in, n_out)`` holding ``W`` ``(n_out, n_in)`` and ``b``
+        ``(n_out, 1)``; torch's global RNG state is the same afterwards."""
+        torch, nn, _ = self._import()
+        with torch.random.fork_rng(devices=[]):
+            lin = nn.Linear(n_in, n_out, dtype=tdtype)
+        with torch.no_grad():
+            lin.weight.copy_(torch.tensor(W, dtype=tdtype))
+            lin.bias.copy_(torch.tensor(b[:, 0], dtype=tdtype))
+        return lin
+
     # -- kinks -----------------------------------------------------------------------
     def kink_conventions(self, dtype: str) -> dict[str, float]:
         """relu'(0), leaky_relu'(0) and |r|'(0) as torch's autograd computes them."""
@@ -173,11 +186,8 @@ class TorchBackend:
             layers = []
             for layer in range(1, L + 1):
                 n_in, n_out = spec.sizes[layer - 1], spec.sizes[layer]
-                lin = nn.utils.skip_init(nn.Linear, n_in, n_out, dtype=tdtype)
-                with torch.no_grad():
-                    lin.weight.copy_(tensor(case.parameters[f"W{layer}"]))
-                    lin.bias.copy_(tensor(case.parameters[f"b{layer}"][:, 0]))
-                layers.append(lin)
+                layers.append(self._linear(n_in, n_out, case.parameters[f"W{layer}"],
+                                           case.parameters[f"b{layer}"], tdtype))
 
             x = tensor(case.X.T).requires_grad_(True)  # batch-major (m, n0)
             y = tensor(case.Y.T)
@@ -248,11 +258,9 @@ class TorchBackend:
         tdtype = getattr(torch, spec.dtype)
         act = _activations(F)[spec.activation]
         with torch.enable_grad():
-            lin = nn.utils.skip_init(nn.Linear, spec.sizes[layer - 1], spec.sizes[layer],
-                                     dtype=tdtype)
-            with torch.no_grad():
-                lin.weight.copy_(torch.tensor(case.parameters[f"W{layer}"], dtype=tdtype))
-                lin.bias.copy_(torch.tensor(case.parameters[f"b{layer}"][:, 0], dtype=tdtype))
+            lin = self._linear(spec.sizes[layer - 1], spec.sizes[layer],
+                               case.parameters[f"W{layer}"], case.parameters[f"b{layer}"],
+                               tdtype)
             x = torch.tensor(a_prev.T, dtype=tdtype).requires_grad_(True)
             z = lin(x)
             z.retain_grad()
