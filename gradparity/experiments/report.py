@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
 from gradparity.experiments.io import (
+    Writer,
     csv_writer,
     have_parquet,
     json_writer,
@@ -21,6 +23,7 @@ from gradparity.experiments.tables import (
     status_counts,
     worst_per_case,
 )
+from gradparity.experiments.tolerance_report import tolerances_markdown
 
 MAX_LISTED = 40
 
@@ -60,6 +63,8 @@ def summary_markdown(df: pd.DataFrame, *, name: str) -> str:
                   "First failing tensor end to end, and the first layer that fails on its "
                   "own when fed the reference's upstream values (--layer-own).", "",
                   markdown_table(origins.head(MAX_LISTED), index=False)]
+    if not df[df["quantity"] != "*"].empty:
+        lines += [tolerances_markdown(df)]
     worst = worst_per_case(df, status="pass")
     if not worst.empty:
         worst = worst.sort_values(["norm_err_eps", "case_id", "backend"],
@@ -72,9 +77,11 @@ def summary_markdown(df: pd.DataFrame, *, name: str) -> str:
     return "\n".join(lines)
 
 
-def write_results(df: pd.DataFrame, out_dir: str | Path, *, name: str) -> Path:
+def write_results(df: pd.DataFrame, out_dir: str | Path, *, name: str,
+                  extra: Mapping[str, Writer] | None = None) -> Path:
     """Write table.csv, table.parquet (with pyarrow), pass_rates.csv (head.form x
-    activation x backend/dtype), worst_per_case.csv, summary.md and environment.json."""
+    activation x backend/dtype), worst_per_case.csv, summary.md and environment.json,
+    and ``extra`` files (name -> writer, e.g. report.html), all at once."""
     pivot = pass_rate_pivot(df, ["head_form", "activation"]).reset_index()
     files = {
         "table.csv": csv_writer(df),
@@ -85,4 +92,5 @@ def write_results(df: pd.DataFrame, out_dir: str | Path, *, name: str) -> Path:
     }
     if have_parquet():
         files["table.parquet"] = parquet_writer(df)
+    files.update(extra or {})
     return write_folder_atomically(out_dir, files)

@@ -31,6 +31,13 @@ from gradparity.reference.oracle import oracle_gradients, oracle_name
 Progress = Callable[[int, int, Spec, dict[str, str]], None]
 
 
+class CaseStatuses(dict):
+    """Status by backend name, as `Progress` receives it; ``rows_not_pass`` counts the
+    case's table rows that are not a plain pass (for a running count)."""
+
+    rows_not_pass: int = 0
+
+
 @dataclass
 class BackendResult:
     """One backend on one case.
@@ -66,9 +73,12 @@ class CaseResult:
     rerun: bool = True
 
     @property
-    def statuses(self) -> dict[str, str]:
-        """Status by backend name (as `run_specs` reports progress)."""
-        return {r.backend: r.status for r in self.backends}
+    def statuses(self) -> CaseStatuses:
+        """Status by backend name (as `run_specs` reports progress), with the count of the
+        case's rows that are not a plain pass."""
+        statuses = CaseStatuses({r.backend: r.status for r in self.backends})
+        statuses.rows_not_pass = sum(r["status"] != "pass" for r in self.rows)
+        return statuses
 
     def _status(self, backend: str, status: str, reason: str,
                 exception: BaseException | None = None, code: str = "") -> None:
