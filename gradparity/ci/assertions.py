@@ -92,6 +92,16 @@ class ParityResult:
     def ok(self) -> bool:
         return not self.problems
 
+    def _repr_html_(self) -> str:
+        """In Jupyter: the verdict, then the table's view (statuses, tolerances, plot)."""
+        import html
+
+        from gradparity.experiments.notebook import result_view
+
+        colour = "#1b7f3b" if self.ok else "#b00020"
+        head = f'<pre style="color:{colour}">{html.escape(self.message())}</pre>'
+        return result_view(self.table, head=head)
+
     def message(self) -> str:
         if not self.problems:
             return "Gradients match."
