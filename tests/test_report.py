@@ -207,3 +207,61 @@ def test_a_run_reports_rows_that_are_not_a_pass_to_progress():
     df = run_specs([spec], backends=["torch"], progress=lambda *a: seen.append(a[3]))
     assert seen[0].rows_not_pass == int((df["status"] != "pass").sum()) > 0
     assert dict(seen[0]) == {"torch": "saturation"}
+
+
+# -- in a real browser ------------------------------------------------------------------------
+PROBE = """<script>
+window.gpErrors = [];
+window.addEventListener("error", e => window.gpErrors.push("error: " + (e.message ||
+  (e.target && e.target.tagName) || "?")), true);
+const gpConsoleError = console.error;
+console.error = (...a) => { window.gpErrors.push("console: " + a.join(" "));
+  gpConsoleError(...a); };
+window.addEventListener("load", () => {
+  const images = [...document.images];
+  const ok = images.map(i => i.complete && i.naturalWidth > 0 && i.naturalHeight > 0);
+  const out = document.createElement("pre");
+  out.id = "gp-probe";
+  out.textContent = JSON.stringify({images: images.length, decoded: ok.filter(Boolean).length,
+    sizes: images.map(i => [i.naturalWidth, i.naturalHeight]), errors: window.gpErrors});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def _chromium() -> str | None:
+    import shutil
+
+    return next((p for n in ("chromium", "chromium-browser", "google-chrome")
+                 if (p := shutil.which(n))), None)
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no Chromium on this machine (Debian: apt-get "
+                    "install chromium); the report's structure is checked without it above")
+def test_report_renders_in_headless_chromium(tight_run, tmp_path):
+    """Chromium loads the report: at the load event every image is complete with its
+    decoded size (a PNG that does not decode is ``broken``: naturalWidth 0, and an error
+    event), no error event or console error; a screenshot is taken. The probe script goes
+    into a copy of the page only: the report itself has no script."""
+    import json
+    import subprocess
+
+    out, table = tight_run
+    html = (out / "report.html").read_text()
+    probe = tmp_path / "probe.html"
+    probe.write_text(html.replace("<head>", "<head>" + PROBE, 1))
+    flags = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+             "--virtual-time-budget=10000", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*flags, "--dump-dom", probe.as_uri()], capture_output=True,
+                         text=True, timeout=120)
+    found = re.search(r'<pre id="gp-probe">(.*?)</pre>', dom.stdout, flags=re.S)
+    assert found, dom.stderr[-2000:]
+    result = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert result["errors"] == []
+    assert result["images"] == table["backend"].nunique() + 2
+    assert result["decoded"] == result["images"]
+    assert all(w >= 400 and h >= 200 for w, h in result["sizes"])
+    shot = tmp_path / "report.png"
+    subprocess.run([*flags, "--window-size=1280,2000", f"--screenshot={shot}",
+                    (out / "report.html").as_uri()], capture_output=True, timeout=120)
+    assert shot.read_bytes().startswith(PNG) and shot.stat().st_size > 50_000

@@ -42,7 +42,9 @@ class DebugResult(DebugRecord):
             lines.append(text)
         from gradparity.experiments.notebook import result_view
 
-        return result_view(self.table(), head="<pre>" + "\n".join(lines) + "</pre>")
+        # no tolerance line: a learner's bug is no rounding to set a tolerance by
+        return result_view(self.table(), head="<pre>" + "\n".join(lines) + "</pre>",
+                           tolerances=False)
 
     def table(self) -> pd.DataFrame:
         """The full tidy table (`gradparity.experiments.tables.COLUMNS`)."""

@@ -273,3 +273,33 @@ def calibration(df: pd.DataFrame, *, rule: CalibratedRule = DEFAULT_RULE,
                      "and saturated losses left out)",
                      fontsize=10)
     return fig
+
+
+def tensor_errors(df: pd.DataFrame) -> Figure:
+    """Normwise error against what each row is compared with (eps, log), one bar per
+    tensor in table order: where a session's gradients go wrong (a debug session, whose
+    rows have no oracle errors)."""
+    from matplotlib.patches import Patch
+
+    d = df[df["quantity"] != "*"]
+    labels = [f"{b} {q}{'' if pd.isna(lay) or q == 'loss' else int(lay)}"
+              if d["backend"].nunique() > 1 else
+              f"{q}{'' if pd.isna(lay) or q == 'loss' else int(lay)}"
+              for b, q, lay in zip(d["backend"], d["quantity"], d["layer"], strict=True)]
+    err = np.maximum(np.nan_to_num(d["norm_err_eps"].to_numpy(float), nan=FLOOR_EPS,
+                                   posinf=1e300), FLOOR_EPS)
+    status = d["status"].astype(str).to_numpy()
+    colours = {"pass": PALETTE[0], "fail": PALETTE[5]}
+    fig = _new(5.5, 0.8 + 0.16 * len(d))
+    ax = fig.add_subplot()
+    y = np.arange(len(d))
+    ax.barh(y, err, color=[colours.get(s, PALETTE[1]) for s in status], left=0)
+    ax.set_xscale("log")
+    ax.minorticks_off()
+    ax.set_yticks(y, labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("normwise error against the reference (eps, log)", fontsize=8)
+    seen = list(dict.fromkeys(status))
+    ax.legend(handles=[Patch(color=colours.get(s, PALETTE[1]), label=s) for s in seen],
+              fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    return fig

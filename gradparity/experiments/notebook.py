@@ -16,8 +16,8 @@ VIEW_COLUMNS = ("case_id", "layer", "quantity", "backend", "status", "max_abs_er
 
 
 def small_plot(df: pd.DataFrame) -> str:
-    """The calibration figure, small, as an embedded image; a note without matplotlib or
-    without a tensor with oracle errors."""
+    """The calibration figure, small, as an embedded image; for a single case without
+    oracle errors (a debug session), each tensor's error; a note without matplotlib."""
     import importlib.util
 
     if importlib.util.find_spec("matplotlib") is None:
@@ -26,18 +26,25 @@ def small_plot(df: pd.DataFrame) -> str:
 
     judged = df[(df["quantity"] != "*") & df["err_oracle_eps"].notna()
                 & df["ref_err_oracle_eps"].notna()]
-    if judged.empty:
+    if not judged.empty:
+        return h.image(figures.png(figures.calibration(judged, small=True), dpi=80),
+                       alt="backend error vs reference error",
+                       caption="Backend error vs the reference's own error against the "
+                       "oracle (eps); above the black line fails the calibrated rule.")
+    rows = df[df["quantity"] != "*"]
+    if rows.empty or rows["case_id"].nunique() > 1:
         return ""
-    return h.image(figures.png(figures.calibration(judged, small=True), dpi=80),
-                   alt="backend error vs reference error",
-                   caption="Backend error vs the reference's own error against the oracle "
-                   "(eps); above the black line fails the calibrated rule.")
+    return h.image(figures.png(figures.tensor_errors(rows), dpi=80),
+                   alt="error of each tensor",
+                   caption="Normwise error of each tensor against the reference (eps), in "
+                   "the table's order.")
 
 
-def result_view(df: pd.DataFrame, *, head: str = "", rows: bool = True,
+def result_view(df: pd.DataFrame, *, head: str = "", tolerances: bool = True,
                 max_rows: int = 30) -> str:
     """A result table as notebook HTML: ``head`` (HTML), statuses by backend, the
-    tolerance pair per dtype, the small plot, and the rows (non-pass ones first)."""
+    tolerance pair per dtype (with ``tolerances``), the small plot, and the rows
+    (non-pass ones first)."""
     from gradparity.experiments.tolerance_report import suggest_tolerances
 
     parts = [head] if head else []
@@ -47,14 +54,13 @@ def result_view(df: pd.DataFrame, *, head: str = "", rows: bool = True,
                              f"backends: {', '.join(sorted(df['backend'].astype(str).unique()))}"))
     parts.append(h.table(status_counts(df), index=True))
     tol = suggest_tolerances(df)
-    if tol.pairs:
+    if tolerances and tol.pairs:
         parts.append(h.paragraph("Tolerances under which every row passes (kink and "
                                  "saturation left out): " + "; ".join(
                                      f"{d}: rtol={t.rtol!r}, atol={t.atol!r}"
                                      for d, t in tol.pairs.items())))
     parts.append(small_plot(df))
-    if rows:
-        cols = [c for c in VIEW_COLUMNS if c in df.columns]
-        shown = pd.concat([df[df["status"] != "pass"], df[df["status"] == "pass"]])
-        parts.append(h.table(shown[cols], max_rows=max_rows))
+    cols = [c for c in VIEW_COLUMNS if c in df.columns]
+    shown = pd.concat([df[df["status"] != "pass"], df[df["status"] == "pass"]])
+    parts.append(h.table(shown[cols], max_rows=max_rows))
     return '<div class="gradparity">' + "\n".join(parts) + "</div>"
