@@ -81,6 +81,13 @@ def test_tolerances_cli_gives_tolerances_under_which_a_rerun_passes_every_row(
     assert code == 0
     assert set(rerun["status"]) <= {"pass"} | EXPLAINED
     assert len(rerun) == len(table) and (rerun["status"] == "pass").sum() > len(rerun) // 2
+    # the same from table.csv alone (a folder written without pyarrow)
+    csv_only = tmp_path / "csv-only"
+    csv_only.mkdir()
+    (csv_only / "table.csv").write_bytes((out / "table.csv").read_bytes())
+    capsys.readouterr()
+    assert main(["tolerances", str(csv_only)]) == 0
+    assert capsys.readouterr().out == printed.replace(str(out), str(csv_only))
     assert main(["tolerances", str(out), "--quantile", "1.5"]) == 2
     assert "--quantile=1.5: expected a number in (0, 1]" in capsys.readouterr().err
 
@@ -271,3 +278,19 @@ def test_report_renders_in_headless_chromium(tight_run, tmp_path):
     subprocess.run([*flags, "--window-size=1280,2000", f"--screenshot={shot}",
                     (out / "report.html").as_uri()], capture_output=True, timeout=120)
     assert shot.read_bytes().startswith(PNG) and shot.stat().st_size > 50_000
+
+
+def test_report_of_a_debug_folder_shows_the_session(tmp_path):
+    pytest.importorskip("matplotlib")
+    import gradparity as gp
+    from gradparity.experiments.io import csv_writer, text_writer, write_folder_atomically
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    result = gp.debug_numpy(str(examples / "buggy_backprop.py"), backends=())
+    folder = write_folder_atomically(tmp_path / "dbg", {  # as `gradparity debug --out`
+        "table.csv": csv_writer(result.table()), "report.txt": text_writer(result.report())})
+    assert main(["report", str(folder)]) == 0
+    html = (folder / "report.html").read_text()
+    assert "<h2>Debug session</h2>" in html and "<h2>Tolerances</h2>" not in html
+    assert html.count('<img alt="error of each tensor"') == 1 and html.count("<img") == 1
+    assert "dZ2" in result.report() and "fail" in html

@@ -84,6 +84,14 @@ def _figures(df: pd.DataFrame) -> str:
     parts = []
     judged = df[df["quantity"] != "*"]
     rule = DEFAULT_RULE.describe()
+    if not judged.empty and judged["err_oracle_eps"].isna().all():  # e.g. a debug session
+        parts.append(h.image(
+            figures.png(figures.tensor_errors(judged)), alt="error of each tensor",
+            caption="Normwise error of each tensor against what it is compared with (eps, "
+            "log scale), in the table's order: where the gradients go wrong. The rows "
+            "have no oracle errors, so the heatmap, growth and calibration figures are "
+            "left out."))
+        return h.section("Figures", parts, anchor="figures")
     for backend in sorted(judged["backend"].astype(str).unique()):
         parts.append(h.image(
             figures.png(figures.heatmap(df, backend)), alt=f"heatmap of {backend}'s errors",
@@ -168,7 +176,10 @@ def report_html(df: pd.DataFrame, *, name: str, debug_report: str | None = None,
                 diff: Diff | None = None) -> str:
     """The whole report page of the result table ``df`` (environment from its attrs)."""
     figures.require_matplotlib()
-    body = [_summary(df), _tolerances(df), _figures(df), _worst(df)]
+    body = [_summary(df)]
+    if debug_report is None:  # a learner's bug is no rounding to set tolerances by
+        body.append(_tolerances(df))
+    body += [_figures(df), _worst(df)]
     if debug_report is not None:
         body.append(_debug(df, debug_report))
     if diff is not None:
