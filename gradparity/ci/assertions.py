@@ -205,6 +205,7 @@ def check_grads(
         raise TypeError(f"{sorted(model_options)[0]}: an option of a model check only")
     from gradparity.ci.baseline import BaselineCase
     from gradparity.experiments.environment import environment
+    from gradparity.experiments.notebook import result_table
     from gradparity.experiments.runner import evaluate_case
     from gradparity.experiments.tables import make_table
     from gradparity.judge.policy import check_policy
@@ -230,7 +231,7 @@ def check_grads(
         cases.append(BaselineCase(case_id, spec, names, t.rtol, t.atol, result.rerun, policy))
         rows += result.rows
         problems += _problems(result)
-    table = make_table(rows, environment())
+    table = result_table(make_table(rows, environment()))
     return ParityResult(table=table, problems=problems, cases=cases)
 
 

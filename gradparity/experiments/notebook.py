@@ -64,3 +64,23 @@ def result_view(df: pd.DataFrame, *, head: str = "", tolerances: bool = True,
     shown = pd.concat([df[df["status"] != "pass"], df[df["status"] == "pass"]])
     parts.append(h.table(shown[cols], max_rows=max_rows))
     return '<div class="gradparity">' + "\n".join(parts) + "</div>"
+
+
+class ResultTable(pd.DataFrame):
+    """A result table as `run_specs` and `check_grads` return it: a DataFrame that Jupyter
+    shows with its statuses, tolerances and a small plot before the rows (`result_view`).
+    Anything derived from it (a selection, a groupby) is a plain DataFrame."""
+
+    @property
+    def _constructor(self):  # derived frames are plain DataFrames
+        return pd.DataFrame
+
+    def _repr_html_(self) -> str:
+        return result_view(self)
+
+
+def result_table(df: pd.DataFrame) -> ResultTable:
+    """``df`` (a `make_table` table) as a `ResultTable`, its ``attrs`` kept."""
+    table = ResultTable(df)
+    table.attrs = dict(df.attrs)
+    return table

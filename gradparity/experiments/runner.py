@@ -17,6 +17,7 @@ from gradparity.adapters.registry import DEFAULT_BACKENDS, get_backend
 from gradparity.core.gradients import GradientSet
 from gradparity.core.spec import Spec
 from gradparity.experiments.environment import environment
+from gradparity.experiments.notebook import result_table
 from gradparity.experiments.tables import make_table, status_row, verdict_rows
 from gradparity.judge.finite import INVALID_CASE, invalid_case_reason
 from gradparity.judge.layer_own import backend_steps, judge_layer_own
@@ -173,7 +174,8 @@ def run_specs(
     rule: CalibratedRule = DEFAULT_RULE,
     layer_own: bool = False,
 ) -> pd.DataFrame:
-    """Run every spec on every backend and return the tidy table (see `tables.COLUMNS`).
+    """Run every spec on every backend and return the tidy table (see `tables.COLUMNS`),
+    a `ResultTable` (a DataFrame that renders with a summary in Jupyter).
 
     Args:
         specs: the cases, in table order: Specs, or Cases with arrays of their own (see
@@ -197,4 +199,4 @@ def run_specs(
         rows += result.rows
         if progress:
             progress(i, len(specs), result.spec, result.statuses)
-    return make_table(rows, environment())
+    return result_table(make_table(rows, environment()))

@@ -87,26 +87,10 @@ def status_row(spec: Spec, backend: str, status: str, reason: str) -> dict[str, 
     return row
 
 
-class ResultTable(pd.DataFrame):
-    """A result table: a DataFrame that Jupyter shows with its statuses, tolerances and a
-    small plot before the rows (`gradparity.experiments.notebook`). Anything derived from
-    it (a selection, a groupby) is a plain DataFrame."""
-
-    @property
-    def _constructor(self):  # derived frames are plain DataFrames
-        return pd.DataFrame
-
-    def _repr_html_(self) -> str:
-        from gradparity.experiments.notebook import result_view
-
-        return result_view(self)
-
-
 def make_table(rows: list[Mapping[str, object]], environment: Mapping[str, str]
-               ) -> ResultTable:
-    """Rows -> `ResultTable` with the schema's columns and dtypes; environment in
-    ``attrs``."""
-    df = ResultTable(list(rows), columns=list(COLUMNS))
+               ) -> pd.DataFrame:
+    """Rows -> DataFrame with the schema's columns and dtypes; environment in ``attrs``."""
+    df = pd.DataFrame(list(rows), columns=list(COLUMNS))
     for c in _FLOATS:
         df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
     for c in _INTS:
