@@ -88,6 +88,10 @@ def test_tolerances_cli_gives_tolerances_under_which_a_rerun_passes_every_row(
     capsys.readouterr()
     assert main(["tolerances", str(csv_only)]) == 0
     assert capsys.readouterr().out == printed.replace(str(out), str(csv_only))
+    assert main(["tolerances", str(out), "--by-depth", "--quantile", "0.5"]) == 0
+    by_depth = capsys.readouterr().out
+    assert re.search(r"float32\s+linear_mse\s+logits\s+dW\s+torch\s+3\s", by_depth)
+    assert "the 0.5 quantile of the rows" in by_depth
     assert main(["tolerances", str(out), "--quantile", "1.5"]) == 2
     assert "--quantile=1.5: expected a number in (0, 1]" in capsys.readouterr().err
 
