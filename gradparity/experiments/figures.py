@@ -37,7 +37,7 @@ FLOOR_EPS = 1e-2
 #: Okabe & Ito's colour-blind-safe palette (black last), one colour per backend.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442",
            "#000000")
-#: Marks of the non-pass statuses on the heatmap: (marker, colour, label).
+#: Marks of the non-pass statuses on the heatmap: (marker, colour).
 STATUS_MARKS: dict[str, tuple[str, str]] = {
     "rounding": ("o", "#FFFFFF"), "kink": ("x", "#000000"),
     "saturation": ("^", "#FFFFFF"), "fail": ("s", "#D55E00"), "error": ("s", "#D55E00"),

@@ -298,8 +298,6 @@ def read_result(path: str | Path, *, option: str = "RESULT_DIR") -> pd.DataFrame
     """The table of a result folder (``gradparity run --out`` or ``gradparity debug
     --out``): ``table.parquet`` when pyarrow can read it, else ``table.csv``; the folder's
     ``environment.json`` in ``attrs["environment"]``. One-line `UsageError` otherwise."""
-    import json
-
     from gradparity.experiments.tables import COLUMNS, make_table
 
     p = Path(path)

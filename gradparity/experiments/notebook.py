@@ -53,8 +53,8 @@ def result_view(df: pd.DataFrame, *, head: str = "", tolerances: bool = True,
     parts.append(h.paragraph(f"{df['case_id'].nunique()} cases, {len(df)} rows, "
                              f"backends: {', '.join(sorted(df['backend'].astype(str).unique()))}"))
     parts.append(h.table(status_counts(df), index=True))
-    tol = suggest_tolerances(df)
-    if tolerances and tol.pairs:
+    tol = suggest_tolerances(df) if tolerances else None
+    if tol is not None and tol.pairs:
         parts.append(h.paragraph("Tolerances under which every row passes (kink and "
                                  "saturation left out): " + "; ".join(
                                      f"{d}: rtol={t.rtol!r}, atol={t.atol!r}"
