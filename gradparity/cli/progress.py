@@ -20,12 +20,20 @@ def _not_pass(statuses: Any) -> int | None:
 
 
 def use_bar(stream: TextIO) -> bool:
-    """A bar when ``stream`` is a terminal and tqdm is installed."""
+    """A bar when ``stream`` is a terminal of known width and tqdm is installed (a
+    terminal that reports 0 columns would get an empty bar: plain lines then)."""
+    import os
+
     try:
         if not stream.isatty():
             return False
     except (AttributeError, ValueError):
         return False
+    try:
+        if os.get_terminal_size(stream.fileno()).columns == 0:
+            return False
+    except (AttributeError, ValueError, OSError):
+        pass  # no file descriptor (a stream object that says it is a terminal)
     import importlib.util
 
     return importlib.util.find_spec("tqdm") is not None
