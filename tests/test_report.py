@@ -17,8 +17,6 @@ import pytest
 from gradparity.cli import main
 from gradparity.judge.status import EXPLAINED
 
-pytest.importorskip("torch")
-
 # Two dtypes, two depths, a saturated composed loss: small and fast.
 SUITE = textwrap.dedent("""\
     name = "tol"
@@ -54,6 +52,7 @@ def _suite(folder: Path, tolerances: str) -> Path:
 def tight_run(tmp_path_factory):
     """The suite run under rtol = atol = 0 (most tensors fail: rounding), with --report:
     (folder, table)."""
+    pytest.importorskip("torch")
     pytest.importorskip("matplotlib")
     root = tmp_path_factory.mktemp("report")
     out = root / "tight"
@@ -215,6 +214,7 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise():
 
 
 def test_a_run_reports_rows_that_are_not_a_pass_to_progress():
+    pytest.importorskip("torch")
     from gradparity.core.spec import Spec
     from gradparity.experiments.runner import run_specs
 
