@@ -18,3 +18,16 @@ def _jax_cache_in_tmp(tmp_path_factory):
         os.environ.pop("GRADPARITY_CACHE", None)
     else:
         os.environ["GRADPARITY_CACHE"] = old
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_automatic_report():
+    """``gradparity run`` writes report.html only where a test asks for it (with --report,
+    or by unsetting the variable): figures take seconds, and most tests run suites."""
+    old = os.environ.get("GRADPARITY_REPORT")
+    os.environ["GRADPARITY_REPORT"] = "off"
+    yield
+    if old is None:
+        os.environ.pop("GRADPARITY_REPORT", None)
+    else:
+        os.environ["GRADPARITY_REPORT"] = old

@@ -92,6 +92,16 @@ class ParityResult:
     def ok(self) -> bool:
         return not self.problems
 
+    def _repr_html_(self) -> str:
+        """In Jupyter: the verdict, then the table's view (statuses, tolerances, plot)."""
+        import html
+
+        from gradparity.experiments.notebook import result_view
+
+        colour = "#1b7f3b" if self.ok else "#b00020"
+        head = f'<pre style="color:{colour}">{html.escape(self.message())}</pre>'
+        return result_view(self.table, head=head)
+
     def message(self) -> str:
         if not self.problems:
             return "Gradients match."
@@ -195,6 +205,7 @@ def check_grads(
         raise TypeError(f"{sorted(model_options)[0]}: an option of a model check only")
     from gradparity.ci.baseline import BaselineCase
     from gradparity.experiments.environment import environment
+    from gradparity.experiments.notebook import result_table
     from gradparity.experiments.runner import evaluate_case
     from gradparity.experiments.tables import make_table
     from gradparity.judge.policy import check_policy
@@ -220,7 +231,7 @@ def check_grads(
         cases.append(BaselineCase(case_id, spec, names, t.rtol, t.atol, result.rerun, policy))
         rows += result.rows
         problems += _problems(result)
-    table = make_table(rows, environment())
+    table = result_table(make_table(rows, environment()))
     return ParityResult(table=table, problems=problems, cases=cases)
 
 

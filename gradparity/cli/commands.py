@@ -11,6 +11,7 @@ COMMANDS: tuple[str, ...] = (
     "gradparity.cli.list",
     "gradparity.cli.baseline",
     "gradparity.cli.diff",
+    "gradparity.cli.report",
     "gradparity.cli.debug",
     "gradparity.cli.selftest",
 )

@@ -17,7 +17,11 @@ from gradparity.cli.common import (
     check_tolerance_options,
     csv_list,
 )
+from gradparity.cli.progress import case_progress
 from gradparity.core.errors import UsageError
+
+__all__ = ["RUNS_DIR", "case_progress", "cmd_run", "register", "resolve_suites", "select_run",
+           "status_counts_text"]
 
 #: Where runs write by default: an ignored folder, never the committed results (see README).
 RUNS_DIR = Path("results") / "runs"
@@ -47,7 +51,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="also run each layer on the reference's upstream values, to "
                      "separate the error a layer introduces from the error it inherits")
     add_cache_option(run)
-    run.add_argument("-q", "--quiet", action="store_true", help="no per-case progress")
+    report = run.add_mutually_exclusive_group()
+    report.add_argument("--report", action="store_true", default=None,
+                        help="also write report.html (figures; needs the report extra); "
+                        "default: written when matplotlib is installed, unless "
+                        "GRADPARITY_REPORT=off")
+    report.add_argument("--no-report", dest="report", action="store_false",
+                        help="do not write report.html")
+    run.add_argument("-q", "--quiet", action="store_true",
+                     help="no progress (a bar on a terminal, one line per case otherwise)")
 
     run.set_defaults(handler=cmd_run)
 
@@ -77,17 +89,6 @@ def resolve_suites(names: Sequence[str]):
             ids.add(s.case_id)
             unique.append(s)
     return unique, labels, backends, tolerances
-
-
-def case_progress(quiet: bool):
-    """The progress callback of `run_specs`: one line per case on stderr, unless quiet."""
-    def report(i, total, spec, statuses):
-        if quiet:
-            return
-        marks = "  ".join(f"{b} {s}" for b, s in statuses.items())
-        width = len(str(total))
-        print(f"[{i:>{width}}/{total}] {spec.case_id}  {marks}", file=sys.stderr, flush=True)
-    return report
 
 
 def select_run(args: argparse.Namespace):
@@ -129,6 +130,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_name(name, option="--name" if args.name is not None else "name")
 
     out = check_output_folder(RUNS_DIR / name if args.out is None else args.out)
+    with_report = want_report(args.report)
 
     from gradparity.experiments.report import write_results
     from gradparity.experiments.runner import run_specs
@@ -136,8 +138,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     df = run_specs(specs, backends=backends, tolerances=tolerances,
                    progress=case_progress(args.quiet), policy=args.policy,
                    layer_own=args.layer_own)
-    write_results(df, out, name=name)
+    extra = {}
+    if with_report:
+        from gradparity.experiments.io import text_writer
+        from gradparity.report.page import report_html
+
+        extra["report.html"] = text_writer(report_html(df, name=name))
+    write_results(df, out, name=name, extra=extra)
     return _print_outcome(df, out)
+
+
+def want_report(flag: bool | None) -> bool:
+    """``--report`` (True: matplotlib must be there, else a one-line error naming the
+    extra), ``--no-report`` (False), or neither: write it when matplotlib is installed,
+    unless the environment variable ``GRADPARITY_REPORT`` is ``off``."""
+    if flag is None:
+        import importlib.util
+        import os
+
+        if os.environ.get("GRADPARITY_REPORT", "").strip().lower() == "off":
+            return False
+        return importlib.util.find_spec("matplotlib") is not None
+    if flag:
+        from gradparity.experiments.figures import require_matplotlib
+
+        require_matplotlib()
+    return flag
 
 
 def status_counts_text(df) -> str:

@@ -28,7 +28,8 @@ class DebugResult(DebugRecord):
         return render(self)
 
     def _repr_html_(self) -> str:
-        """The report in a Jupyter notebook: monospaced, findings in red, a pass in green."""
+        """The report in a Jupyter notebook: monospaced, findings in red, a pass in green;
+        then the statuses, a small error plot and the per-quantity table."""
         import html
 
         lines = []
@@ -39,7 +40,11 @@ class DebugResult(DebugRecord):
             elif line.startswith(("All ", "No bug found")):
                 text = f'<span style="color:#1b7f3b">{text}</span>'
             lines.append(text)
-        return "<pre>" + "\n".join(lines) + "</pre>"
+        from gradparity.experiments.notebook import result_view
+
+        # no tolerance line: a learner's bug is no rounding to set a tolerance by
+        return result_view(self.table(), head="<pre>" + "\n".join(lines) + "</pre>",
+                           tolerances=False)
 
     def table(self) -> pd.DataFrame:
         """The full tidy table (`gradparity.experiments.tables.COLUMNS`)."""

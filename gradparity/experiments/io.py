@@ -236,7 +236,7 @@ def have_parquet() -> bool:
 RESULT_FILES = frozenset({
     "table.csv", "table.parquet", "summary.md", "environment.json", "pass_rates.csv",
     "worst_per_case.csv", "selftest.csv", "faults.csv", "false_alarms.csv",
-    "regressions.csv", "debug.csv", "report.txt",
+    "regressions.csv", "debug.csv", "report.txt", "report.html",
 })
 
 
@@ -301,3 +301,41 @@ def check_name(name: object, *, option: str = "--name") -> None:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise UsageError(f"{option}={name!r}: expected a plain folder name (letters, "
                          "digits, '.', '_', '+', '-'; not starting with '.' or '-')")
+
+
+def read_result(path: str | Path, *, option: str = "RESULT_DIR") -> pd.DataFrame:
+    """The table of a result folder (``gradparity run --out`` or ``gradparity debug
+    --out``): ``table.parquet`` when pyarrow can read it, else ``table.csv``; the folder's
+    ``environment.json`` in ``attrs["environment"]``. One-line `UsageError` otherwise."""
+    from gradparity.experiments.tables import COLUMNS, make_table
+
+    p = Path(path)
+    if not p.is_dir():
+        raise UsageError(f"{option}={str(p)!r}: {'is a file' if p.exists() else 'no such folder'}"
+                         ", expected a result folder of 'gradparity run' or 'gradparity debug'")
+    env: dict[str, str] = {}
+    env_path = p / "environment.json"
+    if env_path.is_file():
+        try:
+            raw = json.loads(env_path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            raise UsageError(f"{option}={str(env_path)!r}: not JSON") from None
+        if isinstance(raw, dict):
+            env = {str(k): str(v) for k, v in raw.items()}
+    try:
+        if (p / "table.parquet").is_file() and have_parquet():
+            df = pd.read_parquet(p / "table.parquet")
+        elif (p / "table.csv").is_file():
+            df = pd.read_csv(p / "table.csv", keep_default_na=False, na_values=[""])
+        else:
+            raise UsageError(f"{option}={str(p)!r}: no table.csv in this folder, expected a "
+                             "result folder of 'gradparity run' or 'gradparity debug'")
+        missing = [c for c in COLUMNS if c not in df.columns]
+        if missing:
+            raise ValueError(f"no column {missing[0]!r}")
+        return make_table(df[list(COLUMNS)].to_dict("records"), env)
+    except (ValueError, TypeError, KeyError, pd.errors.ParserError, UnicodeDecodeError,
+            OSError) as e:
+        raise UsageError(f"{option}={str(p)!r}: not a result table "
+                         f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+                         ) from None

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from gradparity.experiments.io import (
+    Writer,
     csv_writer,
     gzip_csv_writer,
     have_parquet,
@@ -23,6 +24,7 @@ from gradparity.experiments.tables import (
     status_counts,
     worst_per_case,
 )
+from gradparity.experiments.tolerance_report import tolerances_markdown
 
 MAX_LISTED = 40
 
@@ -62,6 +64,8 @@ def summary_markdown(df: pd.DataFrame, *, name: str) -> str:
                   "First failing tensor end to end, and the first layer that fails on its "
                   "own when fed the reference's upstream values (--layer-own).", "",
                   markdown_table(origins.head(MAX_LISTED), index=False)]
+    if not df[df["quantity"] != "*"].empty:
+        lines += [tolerances_markdown(df)]
     worst = worst_per_case(df, status="pass")
     if not worst.empty:
         worst = worst.sort_values(["norm_err_eps", "case_id", "backend"],
@@ -75,11 +79,13 @@ def summary_markdown(df: pd.DataFrame, *, name: str) -> str:
 
 
 def write_results(df: pd.DataFrame, out_dir: str | Path, *, name: str,
-                  kernels: Mapping[str, pd.DataFrame] | None = None) -> Path:
+                  kernels: Mapping[str, pd.DataFrame] | None = None,
+                  extra: Mapping[str, Writer] | None = None) -> Path:
     """Write table.csv, table.parquet (with pyarrow), pass_rates.csv (head.form x
     activation x backend/dtype), worst_per_case.csv, summary.md and environment.json;
     ``kernels`` (``{name: table}``, the same cases run under other kernel configurations,
-    `gradparity.ci.kernels`), as ``kernels/<name>/table.csv.gz`` and ``environment.json``."""
+    `gradparity.ci.kernels`), as ``kernels/<name>/table.csv.gz`` and ``environment.json``;
+    and ``extra`` files (name -> writer, e.g. report.html), all at once."""
     pivot = pass_rate_pivot(df, ["head_form", "activation"]).reset_index()
     files = {
         "table.csv": csv_writer(df),
@@ -94,4 +100,5 @@ def write_results(df: pd.DataFrame, out_dir: str | Path, *, name: str,
         files[f"kernels/{kname}/table.csv.gz"] = gzip_csv_writer(table)
         files[f"kernels/{kname}/environment.json"] = json_writer(
             table.attrs.get("environment", {}))
+    files.update(extra or {})
     return write_folder_atomically(out_dir, files)

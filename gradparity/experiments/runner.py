@@ -17,6 +17,7 @@ from gradparity.adapters.registry import DEFAULT_BACKENDS, get_backend
 from gradparity.core.gradients import GradientSet
 from gradparity.core.spec import Spec
 from gradparity.experiments.environment import environment
+from gradparity.experiments.notebook import result_table
 from gradparity.experiments.tables import make_table, status_row, verdict_rows
 from gradparity.judge.finite import INVALID_CASE, invalid_case_reason
 from gradparity.judge.layer_own import backend_steps, judge_layer_own
@@ -29,6 +30,13 @@ from gradparity.reference.mlp import reference_gradients
 from gradparity.reference.oracle import oracle_gradients, oracle_name
 
 Progress = Callable[[int, int, Spec, dict[str, str]], None]
+
+
+class CaseStatuses(dict):
+    """Status by backend name, as `Progress` receives it; ``rows_not_pass`` counts the
+    case's table rows that are not a plain pass (for a running count)."""
+
+    rows_not_pass: int = 0
 
 
 @dataclass
@@ -66,9 +74,12 @@ class CaseResult:
     rerun: bool = True
 
     @property
-    def statuses(self) -> dict[str, str]:
-        """Status by backend name (as `run_specs` reports progress)."""
-        return {r.backend: r.status for r in self.backends}
+    def statuses(self) -> CaseStatuses:
+        """Status by backend name (as `run_specs` reports progress), with the count of the
+        case's rows that are not a plain pass."""
+        statuses = CaseStatuses({r.backend: r.status for r in self.backends})
+        statuses.rows_not_pass = sum(r["status"] != "pass" for r in self.rows)
+        return statuses
 
     def _status(self, backend: str, status: str, reason: str,
                 exception: BaseException | None = None, code: str = "") -> None:
@@ -163,7 +174,8 @@ def run_specs(
     rule: CalibratedRule = DEFAULT_RULE,
     layer_own: bool = False,
 ) -> pd.DataFrame:
-    """Run every spec on every backend and return the tidy table (see `tables.COLUMNS`).
+    """Run every spec on every backend and return the tidy table (see `tables.COLUMNS`),
+    a `ResultTable` (a DataFrame that renders with a summary in Jupyter).
 
     Args:
         specs: the cases, in table order: Specs, or Cases with arrays of their own (see
@@ -187,4 +199,4 @@ def run_specs(
         rows += result.rows
         if progress:
             progress(i, len(specs), result.spec, result.statuses)
-    return make_table(rows, environment())
+    return result_table(make_table(rows, environment()))

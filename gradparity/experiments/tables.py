@@ -120,9 +120,10 @@ def pass_rate_pivot(df: pd.DataFrame, by: str | list[str] = "head_form") -> pd.D
     return pivot.sort_index()
 
 
-def status_counts(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows per backend x status."""
-    counts = df.groupby(["backend", "status"], observed=True).size().unstack(fill_value=0)
+def status_counts(df: pd.DataFrame, by: Iterable[str] = ("backend",)) -> pd.DataFrame:
+    """Rows per ``by`` (default: backend) x status."""
+    counts = (df.groupby([*by, "status"], observed=True).size()
+              .unstack(fill_value=0))
     return counts.reindex(columns=[s for s in STATUSES if s in counts.columns])
 
 
