@@ -130,7 +130,8 @@ def evaluate_case(
             result._status(b.name, "error", f"{type(exc).__name__}: {exc}", exc)
             continue
         result.rows.extend(verdict_rows(spec, b.name, verdicts,
-                                        oracle=oracle_name(spec.dtype), policy=policy))
+                                        oracle=oracle_name(spec.dtype), policy=policy,
+                                        mode=getattr(b, "row_mode", "end_to_end")))
         result.backends.append(BackendResult(
             b.name, worst_status(v.status for v in verdicts), verdicts))
         if layer_own:
