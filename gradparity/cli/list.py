@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from gradparity.adapters.registry import available_backends
+    from gradparity.adapters.registry import DESCRIPTIONS, available_backends
     from gradparity.core.spec import ACTIVATIONS, DTYPES, HEADS, REGIMES
     from gradparity.experiments.suites import SUITES
 
@@ -28,7 +28,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("regimes:\n  " + ", ".join(REGIMES))
     print("backends:")
     for name, (ok, note) in available_backends().items():
-        print(f"  {name:<10} {'installed' if ok else 'missing':<10} {note}")
+        print(f"  {name:<14} {'installed' if ok else 'missing':<10} {note}")
+        print(f"  {'':<14} {'':<10} {DESCRIPTIONS[name]}")
     return EXIT_OK
 
 

@@ -39,7 +39,13 @@ from gradparity.judge.verdict import judge
 from gradparity.reference.case import Case, make_case
 from gradparity.reference.mlp import REFERENCE_KINKS, reference_gradients
 from gradparity.reference.oracle import oracle_gradients
-from gradparity.selftest.faults import FAULTS, faulty_backpropagation, inject
+from gradparity.selftest.faults import (
+    FAULTS,
+    WRAPPER_FAULTS,
+    faulty_backpropagation,
+    inject,
+    inject_wrapper,
+)
 
 Progress = Callable[[int, int, Spec], None]
 
@@ -119,7 +125,17 @@ def run_selftest(
             ("reference copy", copy, REFERENCE_KINKS)]
         for b in adapters:
             if b.available():
-                subjects.append((b.name, b.gradients(case), b.kink_conventions(spec.dtype)))
+                try:
+                    got = b.gradients(case)
+                except Exception as exc:  # noqa: BLE001 - a backend that cannot run is flagged
+                    rows.append({"case_id": spec.case_id, "subject": b.name,
+                                 "kind": "unmodified", "expected_first": "",
+                                 "first_flagged": f"raised {type(exc).__name__}",
+                                 "outcome": "false alarm"})
+                    continue
+                subjects.append((b.name, got, b.kink_conventions(spec.dtype)))
+                if hasattr(b, "per_example"):
+                    rows += _wrapper_faults(b, case, ref, oracle, t, policy)
         for name, got, conv in subjects:
             verdicts = judge(case, got, ref, tolerance=t, kink_conventions=conv,
                              oracle=oracle, policy=policy)
@@ -136,10 +152,39 @@ def run_selftest(
     return SelfTestReport(detail, _fault_rates(detail), _alarm_rates(detail))
 
 
+def _wrapper_faults(backend, case: Case, ref: GradientSet, oracle, tol: Tolerance,
+                    policy: str) -> list[dict[str, object]]:
+    """Every wrapper fault (`WRAPPER_FAULTS`) of a per-example backend on ``case``: its
+    per-example gradients turned into J's partials with one step left out."""
+    per, shell = backend.per_example(case)
+    conv = backend.kink_conventions(case.spec.dtype)
+    rows = []
+    for name, fault in WRAPPER_FAULTS.items():
+        bad = inject_wrapper(name, per, shell, case.m)
+        row: dict[str, object] = {
+            "case_id": case.spec.case_id, "subject": f"{backend.name}: {name}", "kind": "fault",
+            "expected_first": fault.first(case.spec.depth, case.spec.loss_form == "probs")}
+        if case.m == 1:  # dividing by 1, averaging one: nothing to detect
+            rows.append(dict(row, outcome="no effect", first_flagged=""))
+            continue
+        verdicts = judge(case, bad, ref, tolerance=tol, kink_conventions=conv, oracle=oracle,
+                         policy=policy)
+        detected, key = _first_failure(verdicts)
+        rows.append(dict(row, outcome="detected" if detected else "missed", first_flagged=key))
+    return rows
+
+
+def _fault_description(subject: str) -> str:
+    if subject in FAULTS:
+        return FAULTS[subject].description
+    return WRAPPER_FAULTS[subject.rpartition(": ")[2]].description
+
+
 def _fault_rates(detail: pd.DataFrame) -> pd.DataFrame:
     d = detail[detail["kind"] == "fault"]
     out = []
-    for name in FAULTS:
+    wrapper = [s for s in dict.fromkeys(d["subject"]) if s not in FAULTS]
+    for name in [*FAULTS, *wrapper]:
         f = d[d["subject"] == name]
         detected = int((f["outcome"] == "detected").sum())
         missed = int((f["outcome"] == "missed").sum())
@@ -148,7 +193,7 @@ def _fault_rates(detail: pd.DataFrame) -> pd.DataFrame:
                          & ((f["first_flagged"] == f["expected_first"])
                             | f["first_flagged"].str.startswith("raised"))).sum())
         out.append({
-            "fault": name, "description": FAULTS[name].description, "cases": len(f),
+            "fault": name, "description": _fault_description(name), "cases": len(f),
             "applicable": applicable, "detected": detected, "missed": missed,
             "no_effect": int((f["outcome"] == "no effect").sum()),
             "not_applicable": int((f["outcome"] == "not applicable").sum()),
