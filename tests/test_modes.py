@@ -94,6 +94,13 @@ def test_rows_say_how_the_gradient_was_computed(table):
             assert set(rows.loc[rows["quantity"] == quantity, "mode"]) == {mode}
 
 
+def test_layer_own_is_skipped_with_a_reason_for_whole_network_paths():
+    df = run_specs(SPECS[:1], backends=["torch.func", "jax.eager"], layer_own=True)
+    own = df[df["mode"] == "layer_own"]
+    assert list(own["status"]) == ["skipped", "skipped"]
+    assert own["reason"].str.contains("runs whole networks only").all()
+
+
 def test_baselines_keep_whole_network_modes_and_drop_layer_own(table):
     from gradparity.ci.baseline import end_to_end
 

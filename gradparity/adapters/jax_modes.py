@@ -33,6 +33,10 @@ from gradparity.core.gradients import GradientSet
 class _Cached(JaxBackend):
     """A JAX backend whose transform of J is built once per structure."""
 
+    #: Whole networks only: ``jax``'s one-layer ``jax.vjp`` is not this backend's path, so
+    #: ``--layer-own`` rows say so instead of borrowing it.
+    layer_gradients = None
+
     def __init__(self) -> None:
         super().__init__()
         self._fns: dict[Structure, Callable[..., Any]] = {}

@@ -134,7 +134,11 @@ def evaluate_case(
                                         mode=getattr(b, "row_mode", "end_to_end")))
         result.backends.append(BackendResult(
             b.name, worst_status(v.status for v in verdicts), verdicts))
-        if layer_own:
+        if layer_own and getattr(b, "layer_gradients", None) is None:
+            row = status_row(spec, b.name, "skipped",
+                             f"layer-own: {b.name} runs whole networks only")
+            result.rows.append(dict(row, mode="layer_own"))
+        elif layer_own:
             try:
                 own = judge_layer_own(case, backend_steps(b, case, ref), ref,
                                       tolerance=tolerances[spec.dtype], backend=b.name,
