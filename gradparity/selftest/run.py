@@ -10,8 +10,14 @@ kinks, saturation, rounding). A fault is
   a sign flip of an all-zero tensor): nothing to detect, left out of the rate;
 * ``not applicable`` when the case is too shallow for it (no hidden layer).
 
+The per-example backends (``torch.vmap``, ``jax.vmap``) also get the faults of
+`gradparity.selftest.faults.WRAPPER_FAULTS` injected into their own wrapper, the step that
+turns per-example gradients into J's partials (a dZ not divided by m, dW summed instead of
+averaged): rows ``<backend>: <fault>`` of the fault table.
+
 False alarms are unmodified backends (the reference's own copy, torch, jax) with a failing
-row whose reason is a disagreement (``mismatch``, ``nonfinite``, ``convention``). A failing
+row whose reason is a disagreement (``mismatch``, ``nonfinite``, ``convention``), or a
+backend that raises. A failing
 row with reason code ``rounding`` under the calibrated policy says the backend is further
 from the oracle than the reference: a precision finding about that framework, counted
 separately (``less_accurate``), not a false alarm. The targets are 100% detection and 0
