@@ -152,6 +152,35 @@ def test_selftest_detects_wrapper_faults_and_no_false_alarm():
     assert report.ok
 
 
+def test_a_wrapper_fault_hidden_by_nan_everywhere_has_no_effect():
+    # a saturated example can make every parameter gradient NaN: summing instead of
+    # averaging then changes nothing there, and cannot count as missed
+    from gradparity.core.gradients import GradientSet
+    from gradparity.judge.tolerances import resolve_tolerances
+    from gradparity.reference.mlp import reference_gradients
+    from gradparity.selftest.run import _wrapper_faults
+
+    case = make_case(SPECS[0])
+    ref = reference_gradients(case)
+    m = case.m
+    per = {k: (np.full((m, *v.shape), np.nan, v.dtype) if k[:2] in ("dW", "db") else m * v)
+           for k, v in ref.grads.items()}
+
+    class NanPerExample:
+        name = "nan.vmap"
+
+        def per_example(self, case):
+            return per, GradientSet(self.name, ref.loss, ref.forward, {})
+
+        def kink_conventions(self, dtype):
+            return REFERENCE_KINKS
+
+    rows = {r["subject"]: r["outcome"] for r in _wrapper_faults(
+        NanPerExample(), case, ref, None, resolve_tolerances()[case.spec.dtype], "allclose")}
+    assert rows == {"nan.vmap: per_example_summed": "no effect",
+                    "nan.vmap: per_example_not_divided_by_m": "detected"}
+
+
 def test_torch_compile_without_a_cxx_compiler_is_skipped_with_the_reason(monkeypatch):
     from gradparity.adapters import torch_modes
 

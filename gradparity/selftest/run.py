@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from gradparity.adapters.base import batch_from_per_example
 from gradparity.adapters.registry import get_backend
 from gradparity.core.gradients import GradientSet
 from gradparity.core.spec import Spec
@@ -163,6 +164,8 @@ def _wrapper_faults(backend, case: Case, ref: GradientSet, oracle, tol: Toleranc
     """Every wrapper fault (`WRAPPER_FAULTS`) of a per-example backend on ``case``: its
     per-example gradients turned into J's partials with one step left out."""
     per, shell = backend.per_example(case)
+    good = GradientSet(shell.backend, shell.loss, shell.forward,
+                       batch_from_per_example(per, case.m))
     conv = backend.kink_conventions(case.spec.dtype)
     rows = []
     for name, fault in WRAPPER_FAULTS.items():
@@ -170,7 +173,7 @@ def _wrapper_faults(backend, case: Case, ref: GradientSet, oracle, tol: Toleranc
         row: dict[str, object] = {
             "case_id": case.spec.case_id, "subject": f"{backend.name}: {name}", "kind": "fault",
             "expected_first": fault.first(case.spec.depth, case.spec.loss_form == "probs")}
-        if case.m == 1:  # dividing by 1, averaging one: nothing to detect
+        if _same(bad, good):  # m = 1, or NaN wherever the fault would show
             rows.append(dict(row, outcome="no effect", first_flagged=""))
             continue
         verdicts = judge(case, bad, ref, tolerance=tol, kink_conventions=conv, oracle=oracle,
