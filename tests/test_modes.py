@@ -181,6 +181,22 @@ def test_a_wrapper_fault_hidden_by_nan_everywhere_has_no_effect():
                     "nan.vmap: per_example_not_divided_by_m": "detected"}
 
 
+@pytest.mark.parametrize("module, names", [
+    ("gradparity.adapters.torch_modes", ("torch.func", "torch.fwd", "torch.compile",
+                                         "torch.vmap")),
+    ("gradparity.adapters.jax_grad", ("jax.eager", "jax.fwd", "jax.checkpoint", "jax.vmap")),
+])
+def test_a_missing_framework_names_its_extra(monkeypatch, module, names):
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module(module), "modules_found", lambda *m: False)
+    for name in names:
+        framework = name.split(".")[0]
+        assert not get_backend(name).available()
+        assert get_backend(name).unavailable_reason() == (
+            f"{framework} is not installed (pip install 'gradparity[{framework}]')")
+
+
 def test_torch_compile_without_a_cxx_compiler_is_skipped_with_the_reason(monkeypatch):
     from gradparity.adapters import torch_modes
 
