@@ -199,11 +199,11 @@ def test_importing_gradparity_does_not_import_frameworks():
 def test_unknown_backend_is_a_one_line_usage_error():
     with pytest.raises(UsageError) as info:
         get_backend("xyz")
-    assert str(info.value) == "backend='xyz': expected one of reference, torch, jax"
+    assert str(info.value) == f"backend='xyz': expected one of {', '.join(BACKENDS)}"
 
 
 def test_registry_lists_backends_and_availability():
-    assert BACKENDS == ("reference", "torch", "jax")
+    assert BACKENDS[:3] == ("reference", "torch", "jax")
     avail = available_backends()
     assert list(avail) == list(BACKENDS)
     for name, (ok, note) in avail.items():

@@ -109,3 +109,33 @@ def as_numpy(array, dtype: np.dtype, *, what: str, backend: str,
     if transpose:
         a = a.T
     return np.array(a, dtype=dtype, order="C", copy=True)
+
+
+#: The table's ``mode`` column for a per-example backend's rows, by quantity: parameter
+#: gradients (and J) are means over the batch of per-example values; dZ and dA are each
+#: example's own gradient (the seed's per-example convention) divided by m.
+PER_EXAMPLE_MODES: dict[str, str] = {
+    "loss": "per_example_mean", "dW": "per_example_mean", "db": "per_example_mean",
+    "dZ": "per_example_div_m", "dA": "per_example_div_m",
+}
+
+
+def batch_from_per_example(per_example: dict[str, np.ndarray], m: int, *,
+                           divide: bool = True, mean: bool = True) -> dict[str, np.ndarray]:
+    """Per-example gradients -> the true partials of J = (1/m) sum_i loss_i.
+
+    ``per_example`` holds each example's gradient of its own loss_i: ``dWl`` of shape
+    ``(m, n_l, n_{l-1})`` and ``dbl`` ``(m, n_l, 1)`` (one per example: their mean is the
+    batch gradient), ``dZl``/``dAl`` of shape ``(n_l, m)`` (column i depends on example i
+    only, and is m times the true partial, the seed's per-example dZ: divided by m).
+    ``divide`` and ``mean`` False are the wrapper's two classic bugs (per-example
+    intermediates not divided by m; parameter gradients summed), for the self-test.
+    """
+    out: dict[str, np.ndarray] = {}
+    for key, g in per_example.items():
+        if key.startswith(("dW", "db")):
+            total = g.sum(axis=0)
+            out[key] = total / g.dtype.type(m) if mean else total
+        else:
+            out[key] = g / g.dtype.type(m) if divide else g.copy()
+    return out

@@ -22,6 +22,7 @@ dtype is not the case's raise instead of being cast (no silent float64 -> float3
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -143,33 +144,53 @@ def _loss(jax: Any, head: str, form: str, z: Any, a: Any, y: Any, labels: Any | 
     raise ValueError(f"head={head!r}: no jax loss for it")
 
 
-def _build(structure: Structure) -> Callable[..., Any]:
-    """The jitted ``value_and_grad`` of J for one structure."""
+def _objective(structure: Structure, *, count_traces: bool = True,
+               remat: bool = False) -> Callable[..., Any]:
+    """``J(params, z_probes, a_probes, x, y, labels) -> (loss, (Zs, As))`` for one
+    structure: J of the batch in ``x`` (``(m, n0)``) with zero probes added to every Z and
+    A. With ``count_traces``, each call is counted (it runs at trace time only under jit);
+    with ``remat``, every layer runs under ``jax.checkpoint`` (recomputed in the backward
+    pass instead of stored)."""
     jax, _ = _import()
     depth, activation, head, form, _dtype, target_kind = structure
     act = _activations(jax)[activation]
     out = _outputs(jax)[head]
 
+    def step(i: int, W: Any, b: Any, a: Any, z_probe: Any, a_probe: Any) -> tuple[Any, Any]:
+        z = a @ W.T + b + z_probe
+        if i < depth - 1:
+            return z, act(z) + a_probe
+        if form == "probs":
+            return z, out(z) + a_probe
+        return z, out(z)  # fused loss: A[L] is reported, J does not see it
+
+    steps = [functools.partial(step, i) for i in range(depth)]
+    if remat:
+        steps = [jax.checkpoint(s) for s in steps]
+
     def J(params, z_probes, a_probes, x, y, labels):
-        with _LOCK:  # runs at trace time only: counts (re)traces of this structure
-            _TRACES[structure] = _TRACES.get(structure, 0) + 1
+        if count_traces:
+            with _LOCK:  # runs at trace time only: counts (re)traces of this structure
+                _TRACES[structure] = _TRACES.get(structure, 0) + 1
         m = x.shape[0]
         a = x
         Zs, As = [], []
         for i, (W, b) in enumerate(params):
-            z = a @ W.T + b + z_probes[i]
-            if i < depth - 1:
-                a = act(z) + a_probes[i]
-            elif form == "probs":
-                a = out(z) + a_probes[i]
-            else:
-                a = out(z)  # fused loss: A[L] is reported, J does not see it
+            probe = a_probes[i] if i < len(a_probes) else None
+            z, a = steps[i](W, b, a, z_probes[i], probe)
             Zs.append(z)
             As.append(a)
         lab = labels if target_kind == "labels" else None
         return _loss(jax, head, form, Zs[-1], As[-1], y, lab, m), (Zs, As)
 
-    return jax.jit(jax.value_and_grad(J, argnums=(0, 1, 2, 3), has_aux=True))
+    return J
+
+
+def _build(structure: Structure) -> Callable[..., Any]:
+    """The jitted ``value_and_grad`` of J for one structure."""
+    jax, _ = _import()
+    return jax.jit(jax.value_and_grad(_objective(structure), argnums=(0, 1, 2, 3),
+                                      has_aux=True))
 
 
 def _compiled(structure: Structure) -> Callable[..., Any]:
@@ -183,9 +204,20 @@ def _compiled(structure: Structure) -> Callable[..., Any]:
 
 
 class JaxBackend:
-    """``jax.jit(jax.value_and_grad(J))`` with jax.nn activations; x64 scoped per case."""
+    """``jax.jit(jax.value_and_grad(J))`` with jax.nn activations; x64 scoped per case.
+
+    The other JAX backends (`gradparity.adapters.jax_modes`) subclass it and change the
+    transform (`_function`), the derivative used at the kinks (`_derivative`) and, for
+    per-example gradients, how the result becomes J's true partials.
+    """
 
     name = "jax"
+    #: The table's ``mode`` column for this backend's rows (a str, or per quantity).
+    row_mode: str | dict[str, str] = "end_to_end"
+    #: ``meta["ad_mode"]`` of its GradientSets: ``reverse`` or ``forward`` (the judge
+    #: explains forward mode's spread of non-finite tangents on saturated cases).
+    ad_mode = "reverse"
+    _how = "jax.jit(jax.value_and_grad)"
 
     def __init__(self) -> None:
         self._kinks: dict[str, dict[str, float]] = {}
@@ -200,9 +232,20 @@ class JaxBackend:
     def version(self) -> str | None:
         return dist_version("jax")
 
+    # -- the transform ---------------------------------------------------------------
+    def _function(self, structure: Structure) -> Callable[..., Any]:
+        """``fn(params, z_probes, a_probes, x, y, labels) -> ((loss, (Zs, As)), grads of
+        the first four arguments)``."""
+        return _compiled(structure)
+
+    def _derivative(self, jax: Any, f: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """The derivative of a scalar ``f`` by this backend's transform (kink conventions)."""
+        return jax.grad(f)
+
     # -- kinks -----------------------------------------------------------------------
     def kink_conventions(self, dtype: str) -> dict[str, float]:
-        """relu'(0), leaky_relu'(0) and |r|'(0) as jax.grad computes them in ``dtype``."""
+        """relu'(0), leaky_relu'(0) and |r|'(0) as this backend's transform computes them
+        in ``dtype``."""
         if dtype not in self._kinks:
             jax, jnp = _import()
             acts = _activations(jax)
@@ -217,15 +260,17 @@ class JaxBackend:
                     else:
                         def f(v, g=acts[key]):
                             return jnp.sum(g(v))
-                    g = np.asarray(jax.grad(f)(x))
+                    g = np.asarray(self._derivative(jax, f)(x))
                     if g.dtype != np.dtype(dtype):
-                        raise RuntimeError(f"jax: kink derivative came back as {g.dtype}")
+                        raise RuntimeError(f"{self.name}: kink derivative came back as "
+                                           f"{g.dtype}")
                     out[key] = kink_value(g)
             self._kinks[dtype] = out
         return dict(self._kinks[dtype])
 
     # -- gradients -------------------------------------------------------------------
-    def gradients(self, case) -> GradientSet:
+    def _run(self, case) -> tuple[Any, Structure]:
+        """The transform's raw result on ``case`` (NumPy arrays) and its structure."""
         jax, jnp = _import()
         spec = case.spec
         L, form, dtype = spec.depth, spec.loss_form, case.dtype
@@ -237,7 +282,7 @@ class JaxBackend:
         n_a_probes = L - 1 + (form == "probs")
 
         with compilation_cache(jax), jax.enable_x64(spec.dtype == "float64"):
-            fn = _compiled(structure)
+            fn = self._function(structure)
 
             def arr(a: np.ndarray) -> Any:
                 return jnp.asarray(np.ascontiguousarray(a), dtype=dtype)
@@ -251,37 +296,49 @@ class JaxBackend:
             y = arr(case.Y.T)
             labels = (jnp.asarray(case.labels.astype(np.int32)) if target_kind == "labels"
                       else None)
-            (loss, (Zs, As)), (g_params, g_z, g_a, g_x) = fn(
-                params, z_probes, a_probes, x, y, labels)
-            loss, Zs, As, g_params, g_z, g_a, g_x = jax.device_get(
-                (loss, Zs, As, g_params, g_z, g_a, g_x))
+            raw = jax.device_get(fn(params, z_probes, a_probes, x, y, labels))
+        return raw, structure
+
+    def gradients(self, case) -> GradientSet:
+        ((loss, (Zs, As)), grads), structure = self._run(case)
+        return self._gradient_set(case, loss, Zs, As, grads, structure)
+
+    def _gradient_set(self, case, loss: Any, Zs: Any, As: Any, grads: Any,
+                      structure: Structure) -> GradientSet:
+        """The GradientSet of a raw result: batch-major arrays transposed to the
+        reference's layout (a leading axis over examples is kept)."""
+        jax, _ = _import()
+        spec = case.spec
+        L, form, dtype = spec.depth, spec.loss_form, case.dtype
+        g_params, g_z, g_a, g_x = grads
 
         def np_(v: Any, what: str, transpose: bool = True) -> np.ndarray:
             return as_numpy(v, dtype, what=what, backend=self.name, transpose=transpose)
 
         forward = {"A0": np.array(case.X, dtype=dtype, copy=True)}
-        grads: dict[str, np.ndarray] = {}
+        out: dict[str, np.ndarray] = {}
         for i in range(L):
             forward[f"Z{i + 1}"] = np_(Zs[i], f"Z{i + 1}")
             forward[f"A{i + 1}"] = np_(As[i], f"A{i + 1}")
         if form == "probs":
-            grads[f"dA{L}"] = np_(g_a[L - 1], f"dA{L}")
+            out[f"dA{L}"] = np_(g_a[L - 1], f"dA{L}")
         for layer in range(L, 0, -1):
             dW, db = g_params[layer - 1]
-            grads[f"dZ{layer}"] = np_(g_z[layer - 1], f"dZ{layer}")
-            grads[f"dW{layer}"] = np_(dW, f"dW{layer}", transpose=False)
-            grads[f"db{layer}"] = np_(db, f"db{layer}", transpose=False)[:, None]
-            grads[f"dA{layer - 1}"] = (np_(g_x, "dA0") if layer == 1
-                                       else np_(g_a[layer - 2], f"dA{layer - 1}"))
+            out[f"dZ{layer}"] = np_(g_z[layer - 1], f"dZ{layer}")
+            out[f"dW{layer}"] = np_(dW, f"dW{layer}", transpose=False)
+            out[f"db{layer}"] = np_(db, f"db{layer}", transpose=False)[..., None]
+            out[f"dA{layer - 1}"] = (np_(g_x, "dA0") if layer == 1
+                                     else np_(g_a[layer - 2], f"dA{layer - 1}"))
         return GradientSet(
             backend=self.name,
             loss=np_(loss, "loss", transpose=False),
             forward=forward,
-            grads=grads,
+            grads=out,
             notes=_NOTES[(spec.head, form)]
-            + "; jax.jit(jax.value_and_grad); dZ, dA via zero probes, dA0 = grad w.r.t. X; "
+            + f"; {self._how}; dZ, dA via zero probes, dA0 = grad w.r.t. X; "
             + ("x64 enabled for this call" if spec.dtype == "float64" else "x64 off"),
-            meta={"version": jax.__version__, "structure": structure},
+            meta={"version": jax.__version__, "structure": structure,
+                  "ad_mode": self.ad_mode},
         )
 
     # -- one layer on its own ---------------------------------------------------------

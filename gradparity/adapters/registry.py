@@ -13,14 +13,42 @@ from gradparity.adapters.base import Backend, dist_version
 from gradparity.core.errors import UsageError
 from gradparity.core.gradients import GradientSet
 
-#: Backend names, in table order.
-BACKENDS: tuple[str, ...] = ("reference", "torch", "jax")
+#: Backend names, in table order: the reference, the two default backends, then the other
+#: ways each framework computes a gradient (opt-in with ``--backends``).
+BACKENDS: tuple[str, ...] = (
+    "reference", "torch", "jax",
+    "torch.func", "torch.fwd", "torch.compile", "torch.vmap",
+    "jax.eager", "jax.fwd", "jax.checkpoint", "jax.vmap",
+)
 #: Backends compared with the reference by default (runs, baselines, assertions).
 DEFAULT_BACKENDS: tuple[str, ...] = ("torch", "jax")
 
 _ADAPTERS: dict[str, tuple[str, str]] = {
     "torch": ("gradparity.adapters.torch_autograd", "TorchBackend"),
     "jax": ("gradparity.adapters.jax_grad", "JaxBackend"),
+    "torch.func": ("gradparity.adapters.torch_modes", "TorchFuncBackend"),
+    "torch.fwd": ("gradparity.adapters.torch_modes", "TorchForwardBackend"),
+    "torch.compile": ("gradparity.adapters.torch_modes", "TorchCompileBackend"),
+    "torch.vmap": ("gradparity.adapters.torch_modes", "TorchVmapBackend"),
+    "jax.eager": ("gradparity.adapters.jax_modes", "JaxEagerBackend"),
+    "jax.fwd": ("gradparity.adapters.jax_modes", "JaxForwardBackend"),
+    "jax.checkpoint": ("gradparity.adapters.jax_modes", "JaxCheckpointBackend"),
+    "jax.vmap": ("gradparity.adapters.jax_modes", "JaxVmapBackend"),
+}
+
+#: What each backend computes, for ``gradparity list`` and the README.
+DESCRIPTIONS: dict[str, str] = {
+    "reference": "the NumPy reference itself (a smoke check of the harness)",
+    "torch": "reverse mode, loss.backward() on nn.Linear, retain_grad",
+    "jax": "reverse mode, jax.jit(jax.value_and_grad), zero probes",
+    "torch.func": "reverse mode, torch.func.grad_and_value over functional_call",
+    "torch.fwd": "forward mode, torch.func.jacfwd (full gradient from basis tangents)",
+    "torch.compile": "reverse mode through torch.compile (inductor, CPU, dynamic shapes)",
+    "torch.vmap": "per-example torch.func.vmap(grad): mean = batch gradient, dZ/m",
+    "jax.eager": "reverse mode, jax.value_and_grad without jit",
+    "jax.fwd": "forward mode, jax.jit(jax.jacfwd) (full gradient from basis tangents)",
+    "jax.checkpoint": "reverse mode, every layer under jax.checkpoint (rematerialised)",
+    "jax.vmap": "per-example jax.vmap(jax.value_and_grad): mean = batch gradient, dZ/m",
 }
 
 _INSTANCES: dict[str, Backend] = {}
@@ -82,15 +110,20 @@ def get_backend(name: str) -> Backend:
 def available_backends() -> dict[str, tuple[bool, str]]:
     """``{name: (available, note)}`` for every backend, without importing any framework.
 
-    The note is the reason (with the install hint) when a backend is missing, and its
-    version when it is installed.
+    The note is the reason (with the install hint, or the missing C++ compiler of
+    ``torch.compile``) when a backend is missing, and its framework's version (and the
+    compiler it found) when it is installed.
     """
     out: dict[str, tuple[bool, str]] = {}
     for name in BACKENDS:
         b = get_backend(name)
         if b.available():
             v = b.version() or ""
-            out[name] = (True, v if name == "reference" else f"{name} {v}".strip())
+            note = v if name == "reference" else f"{name.split('.')[0]} {v}".strip()
+            compiler = getattr(b, "compiler", None)
+            if compiler is not None:
+                note += f", C++ compiler {compiler()}"
+            out[name] = (True, note)
         else:
             out[name] = (False, b.unavailable_reason())
     return out

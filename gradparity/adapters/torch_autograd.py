@@ -65,7 +65,7 @@ def _outputs(torch: Any) -> dict[str, Callable[[Any], Any]]:
 
 #: How J is built, per (head, loss_form) and target kind, for `GradientSet.notes`.
 _NOTES: dict[tuple[str, str], str] = {
-    ("linear_mse", "logits"): "J = 0.5 * F.mse_loss(Z, Y, reduction='sum') / m; torch's "
+    ("linear_mse", "logits"): "J = F.mse_loss(Z, Y, reduction='sum') / (2 * m); torch's "
     "MSELoss(mean) would be 2/n_out times this (mean over m*n_out, no 1/2)",
     ("sigmoid_bce", "logits"): "J = F.binary_cross_entropy_with_logits(Z, Y, reduction='sum')"
     " / m; torch's mean reduction would divide by m*n_out",
@@ -75,10 +75,10 @@ _NOTES: dict[tuple[str, str], str] = {
     "(class-probability targets when there are no labels); mean divides by m as well",
     ("softmax_ce", "probs"): "A = torch.softmax(Z, dim=1); J = F.nll_loss(torch.log(A), "
     "labels, reduction='sum') / m (or -(Y * log A).sum() / m for probability targets)",
-    ("sigmoid_mse", "probs"): "A = torch.sigmoid(Z); J = 0.5 * F.mse_loss(A, Y, "
-    "reduction='sum') / m; MSELoss(mean) would be 2/n_out times this",
-    ("tanh_mse", "probs"): "A = torch.tanh(Z); J = 0.5 * F.mse_loss(A, Y, reduction='sum') "
-    "/ m; MSELoss(mean) would be 2/n_out times this",
+    ("sigmoid_mse", "probs"): "A = torch.sigmoid(Z); J = F.mse_loss(A, Y, "
+    "reduction='sum') / (2 * m); MSELoss(mean) would be 2/n_out times this",
+    ("tanh_mse", "probs"): "A = torch.tanh(Z); J = F.mse_loss(A, Y, reduction='sum') "
+    "/ (2 * m); MSELoss(mean) would be 2/n_out times this",
     ("linear_l1", "logits"): "J = F.l1_loss(Z, Y, reduction='sum') / m; mean would divide "
     "by m*n_out",
     ("linear_huber", "logits"): "J = F.huber_loss(Z, Y, reduction='sum', delta=1.0) / m; "
@@ -88,9 +88,14 @@ _NOTES: dict[tuple[str, str], str] = {
 
 def _loss(torch: Any, F: Any, head: str, form: str, z: Any, a: Any, y: Any,
           labels: Any | None, m: int) -> Any:
-    """J = (1/m) sum_i loss_i from Z[L] (logits forms) or A[L] (probs forms)."""
+    """J = (1/m) sum_i loss_i from Z[L] (logits forms) or A[L] (probs forms).
+
+    The MSE heads divide by the integer ``2 * m`` rather than multiplying by 0.5 (the same
+    bits: 0.5 x is exact): under ``torch.func.jvp``/``jacfwd``, a Python float times a 0-d
+    float32 tensor gives a float64 tangent (torch 2.13; README "Gradient paths").
+    """
     if head == "linear_mse":
-        return 0.5 * F.mse_loss(z, y, reduction="sum") / m
+        return F.mse_loss(z, y, reduction="sum") / (2 * m)
     if head == "sigmoid_bce":
         if form == "logits":
             return F.binary_cross_entropy_with_logits(z, y, reduction="sum") / m
@@ -102,7 +107,7 @@ def _loss(torch: Any, F: Any, head: str, form: str, z: Any, a: Any, y: Any,
             return F.nll_loss(torch.log(a), labels, reduction="sum") / m
         return -(y * torch.log(a)).sum() / m
     if head in ("sigmoid_mse", "tanh_mse"):
-        return 0.5 * F.mse_loss(a, y, reduction="sum") / m
+        return F.mse_loss(a, y, reduction="sum") / (2 * m)
     if head == "linear_l1":
         return F.l1_loss(z, y, reduction="sum") / m
     if head == "linear_huber":

@@ -30,11 +30,11 @@ _MARK = "GRADPARITY_BENCH_PINNED"
 NETWORKS = [((784, 256, 256, 10), 128), ((784, 1024, 1024, 10), 512)]
 
 
-def _pin_and_reexec(argv: list[str]) -> None:
+def _pin_and_reexec(argv: list[str], module: str = "gradparity.bench") -> None:
     if os.environ.get(_MARK) == "1":
         return
     env = dict(os.environ, **PINNED, **{_MARK: "1"})
-    os.execve(sys.executable, [sys.executable, "-m", "gradparity.bench", *argv], env)
+    os.execve(sys.executable, [sys.executable, "-m", module, *argv], env)
 
 
 def _median(xs: list[float]) -> float:

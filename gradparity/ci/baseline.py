@@ -34,9 +34,9 @@ A tensor is therefore flagged only when the backend got less accurate than both 
 baseline (by ``factor``, default 4) and the rounding budget of this machine. Where no
 oracle exists (float64 on a platform whose ``long double`` is float64) the rule falls back
 to ``norm_err_eps`` against the reference with the same limit. A baseline holds
-end-to-end rows: rows of a table whose ``mode`` is not ``end_to_end`` (the ``layer_own``
-rows of ``gradparity run --layer-own``) are left out. ``README.md`` ("Across machines")
-shows the measurements behind the rule: ``scripts/portability_matrix.py``.
+end-to-end rows: the ``layer_own`` rows of ``gradparity run --layer-own`` are left out.
+``README.md`` ("Across machines") shows the measurements behind the rule:
+``scripts/portability_matrix.py``.
 """
 
 from __future__ import annotations
@@ -199,11 +199,12 @@ class Baseline:
 # -- building ------------------------------------------------------------------------------
 
 def end_to_end(table: pd.DataFrame) -> pd.DataFrame:
-    """The rows of ``table`` a baseline holds: all, or those whose ``mode`` is
-    ``end_to_end`` when the table has that column."""
+    """The rows of ``table`` a baseline holds: the whole network's, i.e. all but the
+    ``layer_own`` rows (other modes, such as ``jacfwd`` or ``per_example_mean``, say how a
+    backend computed a whole-network gradient)."""
     if "mode" not in table.columns:
         return table
-    return table[table["mode"].astype(str) == "end_to_end"]
+    return table[table["mode"].astype(str) != "layer_own"]
 
 
 def _none_if_na(v: Any) -> Any:

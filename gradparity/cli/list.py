@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from gradparity.adapters.registry import available_backends
+    from gradparity.adapters.registry import DESCRIPTIONS, available_backends
     from gradparity.core.spec import ACTIVATIONS, DTYPES, HEADS, REGIMES
     from gradparity.experiments.suites import SUITES
 
@@ -29,7 +29,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("regimes:\n  " + ", ".join(REGIMES))
     print("backends:")
     for name, (ok, note) in available_backends().items():
-        print(f"  {name:<10} {'installed' if ok else 'missing':<10} {note}")
+        print(f"  {name:<14} {'installed' if ok else 'missing':<10} {note}")
+        print(f"  {'':<14} {'':<10} {DESCRIPTIONS[name]}")
     from gradparity.experiments.environment import kernel_configurations
 
     print("kernel configurations of this CPU (baseline save --kernels):")

@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      "default: default")
     run.add_argument("--backends", type=csv_list, action="extend", metavar="NAMES",
                      help="comma-separated backends to compare with the reference "
-                     "(default: torch,jax)")
+                     "(default: torch,jax; every gradient path: gradparity list)")
     run.add_argument("--dtypes", type=csv_list, action="extend", metavar="DTYPES",
                      help="keep only cases of these dtypes (float32,float64)")
     run.add_argument("--out", metavar="DIR", help="output folder (default: results/runs/<name>)")

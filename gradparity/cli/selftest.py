@@ -25,7 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("suite", nargs="?", default="default", metavar="SUITE_OR_FILE",
                    help="built-in suite name or .toml file (default: default)")
     p.add_argument("--backends", type=csv_list, action="extend", metavar="NAMES",
-                   help="unmodified backends to check for false alarms (default: torch,jax)")
+                   help="unmodified backends to check for false alarms (default: torch,jax; "
+                   "the per-example torch.vmap and jax.vmap also get faults injected into "
+                   "their per-example-to-batch step)")
     p.add_argument("--policy", default="calibrated",
                    help="calibrated (default) or allclose")
     p.add_argument("--out", metavar="DIR",

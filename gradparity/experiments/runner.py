@@ -141,10 +141,15 @@ def evaluate_case(
             result._status(b.name, "error", f"{type(exc).__name__}: {exc}", exc)
             continue
         result.rows.extend(verdict_rows(spec, b.name, verdicts,
-                                        oracle=oracle_name(spec.dtype), policy=policy))
+                                        oracle=oracle_name(spec.dtype), policy=policy,
+                                        mode=getattr(b, "row_mode", "end_to_end")))
         result.backends.append(BackendResult(
             b.name, worst_status(v.status for v in verdicts), verdicts))
-        if layer_own:
+        if layer_own and getattr(b, "layer_gradients", None) is None:
+            row = status_row(spec, b.name, "skipped",
+                             f"layer-own: {b.name} runs whole networks only")
+            result.rows.append(dict(row, mode="layer_own"))
+        elif layer_own:
             try:
                 own = judge_layer_own(case, backend_steps(b, case, ref), ref,
                                       tolerance=tolerances[spec.dtype], backend=b.name,

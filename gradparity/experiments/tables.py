@@ -54,12 +54,16 @@ def spec_columns(spec: Spec) -> dict[str, object]:
 
 def verdict_rows(spec: Spec, backend: str, verdicts: Iterable[TensorVerdict], *,
                  oracle: str = "unavailable", policy: str = "allclose",
-                 mode: str = "end_to_end") -> list[dict[str, object]]:
+                 mode: str | Mapping[str, str] = "end_to_end") -> list[dict[str, object]]:
+    """The table rows of one backend's verdicts. ``mode``: the ``mode`` column, or one per
+    quantity (``end_to_end`` for the quantities it leaves out), as a backend's
+    ``row_mode`` says how it computed them (e.g. ``jacfwd``, ``per_example_mean``)."""
     base = spec_columns(spec)
     rows = []
     for v in verdicts:
+        row_mode = mode if isinstance(mode, str) else mode.get(v.quantity, "end_to_end")
         row = dict(base, layer=v.layer, quantity=v.quantity, backend=backend,
-                   against=v.against, mode=mode)
+                   against=v.against, mode=row_mode)
         row.update(v.comparison.as_row())
         row.pop("passed")
         o, r = v.oracle, v.reference_oracle
@@ -135,7 +139,7 @@ def error_origins(df: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (case_id, backend), g in failing.groupby(["case_id", "backend"], sort=False,
                                                   observed=True):
-        e2e = g[g["mode"] == "end_to_end"]
+        e2e = g[g["mode"] != "layer_own"]
         own = g[g["mode"] == "layer_own"]
         introduced = None
         if not own.empty:

@@ -9,6 +9,8 @@ Statuses:
 * ``saturation``: a composed (``probs``) head whose output rounded to exactly 0 or 1; the
   mismatches sit in those examples, and everything upstream follows from the backend's own
   output gradient (checked by re-running reference backprop from the backend's dZ[L]).
+  For a forward-mode backend (``meta["ad_mode"] == "forward"``) whose J is non-finite, a
+  tensor that is non-finite in every element is saturation too (`FORWARD_MODE_SPREAD`).
 * ``rounding``: dJ/dA[L] of a composed head (e.g. (A - Y) / (A (1 - A)) for BCE), which a
   framework evaluates from its own rounded Z[L] and A[L]; its relative error can reach
   eps / min(A, 1 - A) plus eps |Z| (see ``dA_condition`` in the heads), and every
@@ -30,6 +32,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from gradparity.core.gradients import GradientSet, backprop_order
 from gradparity.judge.compare import TensorComparison
@@ -178,6 +182,7 @@ def judge(
         kink_text = kink_reason(spec, kinks, conv, actual.backend)
 
     sat = saturated_examples(case, reference)
+    forward_mode = actual.meta.get("ad_mode") == "forward"
     sat_ref = None
     dZL = actual.grads.get(f"dZ{spec.depth}")
     if sat.any() and dZL is not None and dZL.shape == reference.grads[f"dZ{spec.depth}"].shape:
@@ -232,6 +237,10 @@ def judge(
             return "saturation", sat_text, "saturation"
         if sat.any() and q == "loss":
             return "saturation", sat_text, "saturation"
+        if sat.any() and forward_mode and not np.isfinite(actual.loss):
+            got = actual.get(layer, q)
+            if got is not None and got.size and not np.isfinite(got).any():
+                return "saturation", sat_text + FORWARD_MODE_SPREAD, "saturation"
         return None
 
     def output_form(i: int, layer: int, q: str, c: TensorComparison,
@@ -246,6 +255,12 @@ def judge(
                       case=case, actual=actual, reference=reference, tolerance=tolerance,
                       rule=rule)
 
+
+#: Why a forward-mode backend's gradient can be non-finite everywhere on a saturated case.
+FORWARD_MODE_SPREAD = (
+    "; forward mode: J itself is non-finite, and every gradient element is a tangent of "
+    "the sum over all examples, where 0 x inf = nan from the saturated ones reaches every "
+    "element (reverse mode keeps it to those examples)")
 
 #: What an explanation returns when it fits: (status, reason, reason_code).
 Found = tuple[str, str, str] | None

@@ -135,3 +135,42 @@ def inject(name: str, case: Case, gradients: GradientSet) -> GradientSet:
         assert fault.corrupt is not None
         fault.corrupt(case, out)
     return out
+
+
+@dataclass(frozen=True)
+class WrapperFault:
+    """A bug in the code that turns a backend's raw result into J's true partials: the
+    per-example backends' (``torch.vmap``, ``jax.vmap``) call of
+    `gradparity.adapters.base.batch_from_per_example` with one step left out."""
+
+    name: str
+    description: str
+    first: Callable[[int, bool], str]  # (depth, composed head) -> first key corrupted
+    divide: bool = True
+    mean: bool = True
+
+
+WRAPPER_FAULTS: dict[str, WrapperFault] = {
+    f.name: f
+    for f in (
+        WrapperFault("per_example_not_divided_by_m",
+                     "per-example dZ, dA kept as they are (m x the true partial)",
+                     lambda L, probs: f"dA{L}" if probs else f"dZ{L}", divide=False),
+        WrapperFault("per_example_summed", "per-example dW, db summed, not averaged",
+                     lambda L, probs: f"dW{L}", mean=False),
+    )
+}
+
+
+def inject_wrapper(name: str, per_example: dict[str, Array], shell: GradientSet,
+                   m: int) -> GradientSet:
+    """The GradientSet a per-example backend would return with wrapper fault ``name``:
+    ``per_example`` and ``shell`` as its ``per_example(case)`` gives them."""
+    from gradparity.adapters.base import batch_from_per_example
+
+    fault = WRAPPER_FAULTS[name]
+    return GradientSet(backend=f"{shell.backend}+{name}", loss=shell.loss,
+                       forward=dict(shell.forward),
+                       grads=batch_from_per_example(per_example, m, divide=fault.divide,
+                                                    mean=fault.mean),
+                       notes=shell.notes)

@@ -10,8 +10,14 @@ kinks, saturation, rounding). A fault is
   a sign flip of an all-zero tensor): nothing to detect, left out of the rate;
 * ``not applicable`` when the case is too shallow for it (no hidden layer).
 
+The per-example backends (``torch.vmap``, ``jax.vmap``) also get the faults of
+`gradparity.selftest.faults.WRAPPER_FAULTS` injected into their own wrapper, the step that
+turns per-example gradients into J's partials (a dZ not divided by m, dW summed instead of
+averaged): rows ``<backend>: <fault>`` of the fault table.
+
 False alarms are unmodified backends (the reference's own copy, torch, jax) with a failing
-row whose reason is a disagreement (``mismatch``, ``nonfinite``, ``convention``). A failing
+row whose reason is a disagreement (``mismatch``, ``nonfinite``, ``convention``), or a
+backend that raises. A failing
 row with reason code ``rounding`` under the calibrated policy says the backend is further
 from the oracle than the reference: a precision finding about that framework, counted
 separately (``less_accurate``), not a false alarm. The targets are 100% detection and 0
@@ -30,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from gradparity.adapters.base import batch_from_per_example
 from gradparity.adapters.registry import get_backend
 from gradparity.core.gradients import GradientSet
 from gradparity.core.spec import Spec
@@ -39,7 +46,13 @@ from gradparity.judge.verdict import judge
 from gradparity.reference.case import Case, make_case
 from gradparity.reference.mlp import REFERENCE_KINKS, reference_gradients
 from gradparity.reference.oracle import oracle_gradients
-from gradparity.selftest.faults import FAULTS, faulty_backpropagation, inject
+from gradparity.selftest.faults import (
+    FAULTS,
+    WRAPPER_FAULTS,
+    faulty_backpropagation,
+    inject,
+    inject_wrapper,
+)
 
 Progress = Callable[[int, int, Spec], None]
 
@@ -119,7 +132,17 @@ def run_selftest(
             ("reference copy", copy, REFERENCE_KINKS)]
         for b in adapters:
             if b.available():
-                subjects.append((b.name, b.gradients(case), b.kink_conventions(spec.dtype)))
+                try:
+                    got = b.gradients(case)
+                except Exception as exc:  # noqa: BLE001 - a backend that cannot run is flagged
+                    rows.append({"case_id": spec.case_id, "subject": b.name,
+                                 "kind": "unmodified", "expected_first": "",
+                                 "first_flagged": f"raised {type(exc).__name__}",
+                                 "outcome": "false alarm"})
+                    continue
+                subjects.append((b.name, got, b.kink_conventions(spec.dtype)))
+                if hasattr(b, "per_example"):
+                    rows += _wrapper_faults(b, case, ref, oracle, t, policy)
         for name, got, conv in subjects:
             verdicts = judge(case, got, ref, tolerance=t, kink_conventions=conv,
                              oracle=oracle, policy=policy)
@@ -136,10 +159,41 @@ def run_selftest(
     return SelfTestReport(detail, _fault_rates(detail), _alarm_rates(detail))
 
 
+def _wrapper_faults(backend, case: Case, ref: GradientSet, oracle, tol: Tolerance,
+                    policy: str) -> list[dict[str, object]]:
+    """Every wrapper fault (`WRAPPER_FAULTS`) of a per-example backend on ``case``: its
+    per-example gradients turned into J's partials with one step left out."""
+    per, shell = backend.per_example(case)
+    good = GradientSet(shell.backend, shell.loss, shell.forward,
+                       batch_from_per_example(per, case.m))
+    conv = backend.kink_conventions(case.spec.dtype)
+    rows = []
+    for name, fault in WRAPPER_FAULTS.items():
+        bad = inject_wrapper(name, per, shell, case.m)
+        row: dict[str, object] = {
+            "case_id": case.spec.case_id, "subject": f"{backend.name}: {name}", "kind": "fault",
+            "expected_first": fault.first(case.spec.depth, case.spec.loss_form == "probs")}
+        if _same(bad, good):  # m = 1, or NaN wherever the fault would show
+            rows.append(dict(row, outcome="no effect", first_flagged=""))
+            continue
+        verdicts = judge(case, bad, ref, tolerance=tol, kink_conventions=conv, oracle=oracle,
+                         policy=policy)
+        detected, key = _first_failure(verdicts)
+        rows.append(dict(row, outcome="detected" if detected else "missed", first_flagged=key))
+    return rows
+
+
+def _fault_description(subject: str) -> str:
+    if subject in FAULTS:
+        return FAULTS[subject].description
+    return WRAPPER_FAULTS[subject.rpartition(": ")[2]].description
+
+
 def _fault_rates(detail: pd.DataFrame) -> pd.DataFrame:
     d = detail[detail["kind"] == "fault"]
     out = []
-    for name in FAULTS:
+    wrapper = [s for s in dict.fromkeys(d["subject"]) if s not in FAULTS]
+    for name in [*FAULTS, *wrapper]:
         f = d[d["subject"] == name]
         detected = int((f["outcome"] == "detected").sum())
         missed = int((f["outcome"] == "missed").sum())
@@ -148,7 +202,7 @@ def _fault_rates(detail: pd.DataFrame) -> pd.DataFrame:
                          & ((f["first_flagged"] == f["expected_first"])
                             | f["first_flagged"].str.startswith("raised"))).sum())
         out.append({
-            "fault": name, "description": FAULTS[name].description, "cases": len(f),
+            "fault": name, "description": _fault_description(name), "cases": len(f),
             "applicable": applicable, "detected": detected, "missed": missed,
             "no_effect": int((f["outcome"] == "no effect").sum()),
             "not_applicable": int((f["outcome"] == "not applicable").sum()),
