@@ -154,6 +154,22 @@ def mse(params, x, y):
 '''
 
 
+def _xla_without_fma() -> bool:
+    import os
+
+    from gradparity.experiments.environment import cpu_flags
+
+    isa = [t.split("=", 1)[1].upper() for t in os.environ.get("XLA_FLAGS", "").split()
+           if t.startswith("--xla_cpu_max_isa=")]
+    return "fma" not in cpu_flags() or bool(isa and isa[-1] in ("SSE4_2", "AVX"))
+
+
+# Without FMA, XLA's gelu_tanh derivatives are another accuracy class (50-100 float32 eps
+# off the oracle on this network, beyond the calibrated budget): debug then reports the
+# framework's own rounding as a finding (README, "Debug your own backprop", limits).
+@pytest.mark.skipif(_xla_without_fma(), reason="XLA without FMA (old CPU or "
+                    "--xla_cpu_max_isa=SSE4_2/AVX): its gelu_tanh derivatives are 50-100 "
+                    "eps off here, a known limit of debug on such machines")
 def test_nested_dict_params_jit_gelu_tanh_and_a_scalar_regression_loss(tmp_path, capsys,
                                                                          monkeypatch):
     (tmp_path / "flaxish.py").write_text(FLAX_STYLE)

@@ -10,7 +10,7 @@ import pytest
 
 from gradparity.ci import baseline as bl
 from gradparity.ci.baseline import envelope
-from gradparity.ci.kernels import make_baseline, other_configurations, run_under
+from gradparity.ci.kernels import other_configurations, run_under
 from gradparity.core.spec import Spec
 from gradparity.experiments.environment import (
     LEGACY_KERNELS,
@@ -18,6 +18,7 @@ from gradparity.experiments.environment import (
     envelope_configurations,
     kernel_environment,
 )
+from gradparity.judge.tolerances import resolve_tolerances
 
 
 def _table(rows):
@@ -99,14 +100,17 @@ _XLA_CLASS = [Spec((5, 8, 8, 3), activation="gelu_tanh", head="softmax_ce", batc
 def test_the_envelope_removes_the_false_alarm_of_xla_without_fma():
     pytest.importorskip("jax")
     pytest.importorskip("torch")
-    sse = {"XLA_FLAGS": "--xla_cpu_max_isa=SSE4_2"}
-    one, table, _ = make_baseline(_XLA_CLASS, backends=["jax"])
-    assert one.kernels == {}
+    # every run in a child with its kernels set, whatever this process runs under
+    cases = bl.Baseline(bl.cases_of(_XLA_CLASS, ["jax"], resolve_tolerances()), [])
+    table = run_under(cases, {})  # the machine that saves: stock kernels (FMA)
+    one = bl.baseline_from_table(table, cases.cases)
     enveloped = bl.baseline_from_table(
-        table, one.cases, kernels={"xla-sse4_2": (sse, run_under(one, sse))})
-    assert enveloped.kernels == {"xla-sse4_2": sse}
-    # another machine: XLA without FMA
-    there = run_under(one, sse)
+        table, cases.cases, kernels={"legacy": (LEGACY_KERNELS, run_under(cases,
+                                                                          LEGACY_KERNELS))})
+    assert one.kernels == {} and enveloped.kernels == {"legacy": LEGACY_KERNELS}
+    # another machine: XLA without FMA (and the rest stock)
+    sse = {"XLA_FLAGS": "--xla_cpu_max_isa=SSE4_2"}
+    there = run_under(cases, sse)
     assert "--xla_cpu_max_isa=SSE4_2" in there.attrs["environment"]["XLA_FLAGS"]
     flagged = bl.compare_with_baseline(one, there)
     assert (flagged["kind"] == "grew").sum() >= 10, flagged  # the false alarm
