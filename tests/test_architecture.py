@@ -4,7 +4,8 @@ cycle (function-local imports included).
 Imports are read with `ast` from every module of the package, at module level and inside
 functions. The layers, from the bottom up::
 
-    core -> reference -> adapters -> judge -> experiments | debug | ci | selftest | bench -> cli
+    core -> reference -> adapters -> judge -> experiments | debug | ci | selftest | bench | fuzz
+    -> cli
 
 A module may import its own package and any lower layer. The four uses (experiments, debug,
 ci, selftest) stand side by side and import each other only along `BETWEEN_USES`. The root
@@ -23,10 +24,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gradparity"
 
 LAYERS: dict[str, int] = {
     "core": 0, "reference": 1, "adapters": 2, "judge": 3,
-    "experiments": 4, "debug": 4, "ci": 4, "selftest": 4, "bench": 4,
+    "experiments": 4, "debug": 4, "ci": 4, "selftest": 4, "bench": 4, "fuzz": 4,
     "cli": 5,
 }
-USES = frozenset({"experiments", "debug", "ci", "selftest", "bench"})
+USES = frozenset({"experiments", "debug", "ci", "selftest", "bench", "fuzz"})
 #: The only imports between two uses, and why each is needed.
 BETWEEN_USES: dict[tuple[str, str], str] = {
     ("ci", "experiments"): "a baseline reruns its cases with the runner, as one tidy table",
@@ -34,6 +35,9 @@ BETWEEN_USES: dict[tuple[str, str], str] = {
     ("selftest", "experiments"): "the self-test report uses the tables' markdown writer",
     ("ci", "debug"): "the CI gate checks a user's own torch or JAX model the way debug does",
     ("bench", "experiments"): "the benchmark times the runner's verdict on one case",
+    ("fuzz", "experiments"): "a searched case is judged by the runner's evaluate_case and "
+                             "written as its tidy table and a TOML suite",
+    ("fuzz", "selftest"): "the search proves itself on the self-test's injected faults",
 }
 ROOT = "gradparity"  # the public API face, above every layer
 

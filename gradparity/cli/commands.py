@@ -13,4 +13,5 @@ COMMANDS: tuple[str, ...] = (
     "gradparity.cli.diff",
     "gradparity.cli.debug",
     "gradparity.cli.selftest",
+    "gradparity.cli.fuzz",
 )
