@@ -18,7 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from gradparity.adapters.base import Backend, modules_found
+from gradparity.adapters import base
+from gradparity.adapters.base import Backend
 from gradparity.core.errors import UsageError
 from gradparity.core.spec import Spec
 from gradparity.experiments.environment import environment
@@ -39,7 +40,7 @@ _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS
 
 def check_available() -> None:
     """Raise a one-line `UsageError` naming the extra when dask.distributed is missing."""
-    if not modules_found("dask", "distributed"):
+    if not base.modules_found("dask", "distributed"):
         raise UsageError(MISSING)
 
 

@@ -157,11 +157,11 @@ def search(
             tensor=where, reason=str(row.get("reason") or ""), rows=result.rows)
         raise exc
 
+    # the seed first: hypothesis's seed() turns the database off, settings() on again
+    test = hypothesis_seed(seed)(given(recipes())(prop))
     test = settings(max_examples=budget, deadline=None, database=database,
                     report_multiple_bugs=True, verbosity=Verbosity.quiet,
-                    print_blob=False, suppress_health_check=list(HealthCheck))(
-        given(recipes())(prop))
-    test = hypothesis_seed(seed)(test)
+                    print_blob=False, suppress_health_check=list(HealthCheck))(test)
     found: list[Counterexample] = []
     try:
         test()
