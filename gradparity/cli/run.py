@@ -83,13 +83,16 @@ def resolve_suites(names: Sequence[str]):
 
 
 def case_progress(quiet: bool):
-    """The progress callback of `run_specs`: one line per case on stderr, unless quiet."""
+    """The progress callback of `run_specs` (and of runs on Dask and of the search): one
+    line per case on stderr, unless quiet; ``spec`` None for a step that is no one case
+    (a finished search shard)."""
     def report(i, total, spec, statuses):
         if quiet:
             return
         marks = "  ".join(f"{b} {s}" for b, s in statuses.items())
         width = len(str(total))
-        print(f"[{i:>{width}}/{total}] {spec.case_id}  {marks}", file=sys.stderr, flush=True)
+        name = f"{spec.case_id}  " if spec is not None else ""
+        print(f"[{i:>{width}}/{total}] {name}{marks}", file=sys.stderr, flush=True)
     return report
 
 

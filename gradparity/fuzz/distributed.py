@@ -3,8 +3,8 @@ own seed and a share of the budget; the shards' counterexamples are merged by ki
 keeping the smallest case of each.
 
 hypothesis searches one case after another, so a search is split by seed, not by case.
-The example database stays on this machine: the first shard replays it (it runs here in
-the result's process memory, copied to the worker), and its new entries come back.
+The example database stays with the result folder on this machine: a copy goes to the
+first shard, which replays it, and every shard's entries come back into it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gradparity.core.spec import Spec
 from gradparity.fuzz.search import Counterexample, Progress, SearchResult
 from gradparity.judge.tolerances import Tolerance
 
@@ -81,8 +80,6 @@ def search_distributed(client: Any, names: Sequence[str], *, budget: int, seed: 
             for k, values in db_data.items():
                 database.data.setdefault(k, set()).update(values)
         if progress is not None:
-            spec = (result.counterexamples[0].spec if result.counterexamples
-                    else Spec((1, 1)))
-            progress(run, budget, spec, {f"shard {len(results)}/{shards}":
+            progress(run, budget, None, {f"shard {len(results)}/{shards}":
                                          f"{len(result.counterexamples)} found"})
     return merge(results)

@@ -29,8 +29,9 @@ from gradparity.fuzz.recipe import Recipe, build_spec
 from gradparity.fuzz.strategies import recipes
 from gradparity.judge.tolerances import Tolerance
 
-#: Called after each example: (examples run, budget, spec, statuses by backend).
-Progress = Callable[[int, int, Spec, dict[str, str]], None]
+#: Called after each example: (examples run, budget, spec, statuses by backend); the
+#: shards of a distributed search report with spec None.
+Progress = Callable[[int, int, Spec | None, dict[str, str]], None]
 
 #: Statuses a strict search does not count: agreement, and a framework not installed.
 _NEVER = frozenset({"pass", "skipped"})
