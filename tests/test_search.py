@@ -64,7 +64,7 @@ def test_recipe_builds_values_of_its_dtype():
 
 
 # fault -> budget: the fault is found within it, shrunk to <= 2 hidden units and batch <= 2
-FAULTS = {"sign_flip": 30, "wrong_axis_when_m_is_1": 60}
+FAULTS = {"derivative_at_A": 60, "wrong_axis_when_m_is_1": 60}
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
