@@ -3,7 +3,7 @@ and every corner fault, search a backend with that fault (the reference's copy) 
 default budget and several seeds; print the detection rate, the median number of cases and
 seconds until the first counterexample, and the largest shrunk case.
 
-    OMP_NUM_THREADS=1 python scripts/measure_fuzz.py [--seeds 3] [--budget 300]
+    OMP_NUM_THREADS=1 python scripts/measure_fuzz.py [--seeds 3] [--budget 300] [--faults a,b]
 """
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--budget", type=int, default=DEFAULT_BUDGET)
+    p.add_argument("--faults", default=",".join(ALL_FAULTS))
     args = p.parse_args()
     tol = resolve_tolerances()
     print("| fault | found | median cases to find | median s to find | "
           "largest shrunk case (hidden units, batch) |")
     print("|---|---|---|---|---|")
-    for fault in ALL_FAULTS:
+    for fault in args.faults.split(","):
         found, cases, secs, hidden, batch = 0, [], [], 0, 0
         for seed in range(args.seeds):
             r = search([FaultyBackend(fault)], budget=args.budget, seed=seed, tolerances=tol)

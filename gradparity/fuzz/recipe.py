@@ -20,8 +20,8 @@ from gradparity.reference.case import SATURATED_LOGIT
 from gradparity.reference.mlp import forward_propagation
 
 #: Inputs: N(0, 1); all zero (exact zeros in Z with a zero bias); small integers (exact
-#: dyadic arithmetic, ties); huge (|Z| in the thousands); tiny; subnormal in the dtype
-#: (JAX on CPU flushes float32 subnormals to zero).
+#: dyadic arithmetic, ties) with an all-zero first example; huge (|Z| in the thousands);
+#: tiny; subnormal in the dtype (JAX on CPU flushes float32 subnormals to zero).
 X_KINDS: tuple[str, ...] = ("normal", "zeros", "integers", "huge", "tiny", "subnormal")
 #: Weights: N(0, scale); halves (-1, -0.5, 0, 0.5, 1: exact products); rank one
 #: (rank-deficient W); all zero.
@@ -86,8 +86,10 @@ def _inputs(r: Recipe, rng: np.random.Generator) -> np.ndarray:
     shape = (r.sizes[0], r.batch)
     if r.x_kind == "zeros":
         return np.zeros(shape)
-    if r.x_kind == "integers":
-        return rng.integers(-2, 3, size=shape).astype(np.float64)
+    if r.x_kind == "integers":  # with an all-zero example, as in the kinks regime
+        x = rng.integers(-2, 3, size=shape).astype(np.float64)
+        x[:, 0] = 0.0
+        return x
     x = rng.standard_normal(shape)
     scale = {"normal": 1.0, "huge": _HUGE, "tiny": _TINY,
              "subnormal": _SUBNORMAL[r.dtype]}[r.x_kind]
