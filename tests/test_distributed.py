@@ -105,15 +105,23 @@ def test_a_worker_that_dies_loses_no_case(client, tmp_path):
     assert seen == [(i, len(specs)) for i in range(1, len(specs) + 1)]
 
 
-def test_fuzz_shards_on_the_cluster_find_a_fault(client):
-    from gradparity.fuzz.distributed import search_distributed
-    from gradparity.fuzz.search import FileExampleDatabase
-    from gradparity.judge.tolerances import resolve_tolerances
+def test_fuzz_shards_on_the_cluster_find_a_fault(client, tmp_path, capsys):
+    """``gradparity fuzz --dask ADDRESS``: one search per worker, merged; the example
+    database comes back into the result folder."""
+    import pandas as pd
 
-    db = FileExampleDatabase()
-    result = search_distributed(client, ["reference+sign_flip"], budget=15, seed=0,
-                                tolerances=resolve_tolerances(), database=db)
-    assert [c.kind for c in result.counterexamples] == [
-        ("reference+sign_flip", "fail", "convention")]
-    assert result.counterexamples[0].spec.sizes == (1, 1)
-    assert db.data, "the shards' example databases come back"
+    from gradparity.fuzz.search import FileExampleDatabase
+
+    out = tmp_path / "fz"
+    assert main(["fuzz", "--budget", "15", "--backends", "reference+sign_flip", "--dask",
+                 client.scheduler.address, "--out", str(out), "-q"]) == 1
+    found = pd.read_csv(out / "counterexamples.csv")
+    assert found[["backend", "status", "reason_code"]].values.tolist() == [
+        ["reference+sign_flip", "fail", "convention"]]
+    assert found["case_id"][0].startswith("relu-linear_mse.logits-f32-1x1-m1-")
+    assert FileExampleDatabase.load(out / "examples.json").data
+    assert "reference+sign_flip: fail (convention) at dZ1" in capsys.readouterr().out
+
+
+def test_every_worker_limits_its_threads(client):
+    assert set(client.run(lambda: os.environ.get("OMP_NUM_THREADS")).values()) == {"1"}

@@ -87,7 +87,7 @@ def open_client(*, address: str | None = None, workers: int | None = None,
                                  ) from None
         else:
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=40)
+                                   dashboard_address=":0", silence_logs=40)
             client = Client(cluster)
         with client:
             client.register_plugin(_thread_plugin(threads))
