@@ -5,6 +5,7 @@ backend."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 pytest.importorskip("hypothesis")
@@ -59,7 +60,7 @@ def test_recipe_builds_values_of_its_dtype():
                y_kind="soft", specials=(("W1", 7, 1e30),))
     case = make_case(build_spec(r))
     assert case.X.dtype == "float32" and 0 < abs(case.X).max() < 1.2e-38  # subnormal
-    assert case.parameters["W1"].flat[7] == 1e30 * 0 + case.parameters["W1"].flat[7]
+    assert case.parameters["W1"].flat[7] == np.float32(1e30)  # the special element
     assert abs(case.Y.sum(axis=0) - 1).max() < 1e-6
 
 
@@ -90,8 +91,8 @@ def test_search_finds_and_shrinks_a_fault(fault, tmp_path):
 def test_no_counterexample_on_the_unmodified_reference():
     from gradparity.adapters.registry import get_backend
 
-    result = search([get_backend("reference")], budget=25, seed=1, tolerances=TOL)
-    assert result.counterexamples == [] and result.examples >= 25
+    result = search([get_backend("reference")], budget=12, seed=1, tolerances=TOL)
+    assert result.counterexamples == [] and result.examples >= 12
 
 
 def test_cli_writes_a_result_folder_and_replays_its_database(tmp_path, capsys):
