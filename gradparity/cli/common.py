@@ -8,8 +8,7 @@ from gradparity.core.errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE, UsageError
 
 __all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_USAGE", "add_cache_option", "add_cluster_options",
            "apply_cache_option", "check_backends_option", "check_cluster_options",
-           "check_policy_option", "check_tolerance_options",
-           "csv_list"]
+           "check_policy_option", "check_tolerance_options", "csv_list"]
 
 
 def add_cache_option(parser) -> None:
@@ -40,8 +39,8 @@ def add_cluster_options(parser, what: str) -> None:
 
 
 def check_cluster_options(args) -> bool:
-    """``--dask`` / ``--workers`` checked; True when either is
-    given."""
+    """``--dask`` / ``--workers`` checked (not both, N >= 1, an address), and the
+    ``distributed`` extra installed when either is given; True when one is."""
     if args.dask is not None and args.workers is not None:
         raise UsageError(f"--dask={args.dask!r} with --workers={args.workers}: expected "
                          "one of them (a running cluster, or a local one)")
