@@ -4,8 +4,8 @@ cycle (function-local imports included).
 Imports are read with `ast` from every module of the package, at module level and inside
 functions. The layers, from the bottom up::
 
-    core -> reference -> adapters -> judge -> experiments | debug | ci | selftest | bench | report
-        -> cli
+    core -> reference -> adapters -> judge -> experiments | debug | ci | selftest | bench
+        | report | fuzz -> cli
 
 A module may import its own package and any lower layer. The four uses (experiments, debug,
 ci, selftest) stand side by side and import each other only along `BETWEEN_USES`. The root
@@ -25,9 +25,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gradparity"
 LAYERS: dict[str, int] = {
     "core": 0, "reference": 1, "adapters": 2, "judge": 3,
     "experiments": 4, "debug": 4, "ci": 4, "selftest": 4, "bench": 4, "report": 4,
-    "cli": 5,
+    "fuzz": 4, "cli": 5,
 }
-USES = frozenset({"experiments", "debug", "ci", "selftest", "bench", "report"})
+USES = frozenset({"experiments", "debug", "ci", "selftest", "bench", "report", "fuzz"})
 #: The only imports between two uses, and why each is needed.
 BETWEEN_USES: dict[tuple[str, str], str] = {
     ("ci", "experiments"): "a baseline reruns its cases with the runner, as one tidy table",
@@ -37,6 +37,9 @@ BETWEEN_USES: dict[tuple[str, str], str] = {
     ("bench", "experiments"): "the benchmark times the runner's verdict on one case",
     ("report", "experiments"): "the HTML report draws the result table's figures and tables",
     ("report", "ci"): "the HTML report shows the diff of two results (gradparity diff)",
+    ("fuzz", "experiments"): "a searched case is judged by the runner's evaluate_case and "
+                             "written as its tidy table and a TOML suite",
+    ("fuzz", "selftest"): "the search proves itself on the self-test's injected faults",
 }
 ROOT = "gradparity"  # the public API face, above every layer
 

@@ -21,7 +21,7 @@ def _run(args, cwd):
 
 
 HELP_COMMANDS = [[], ["run"], ["list"], ["debug"], ["baseline", "save"], ["check"],
-                 ["selftest"], ["report"], ["tolerances"]]
+                 ["selftest"], ["report"], ["tolerances"], ["fuzz"]]
 
 
 @pytest.mark.parametrize("command", HELP_COMMANDS, ids=lambda c: " ".join(c) or "top")
@@ -33,8 +33,8 @@ def test_help_does_not_import_frameworks_or_pandas(command):
             main({command + ["--help"]!r})
         except SystemExit:
             pass
-        heavy = [m for m in ("torch", "jax", "jaxlib", "pandas", "matplotlib", "tqdm")
-                 if m in sys.modules]
+        heavy = [m for m in ("torch", "jax", "jaxlib", "pandas", "matplotlib", "tqdm",
+                             "hypothesis", "dask", "distributed") if m in sys.modules]
         print("HEAVY=" + ",".join(heavy))
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

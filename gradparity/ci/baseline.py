@@ -361,6 +361,9 @@ def _spec_dict(spec: Spec) -> dict[str, Any]:
         if f.name in ("inputs", "targets"):
             if v is not None:
                 out[f.name] = [list(row) for row in v]
+        elif f.name == "parameters":
+            if v is not None:
+                out[f.name] = {k: [list(row) for row in rows] for k, rows in v}
         elif f.name == "sizes":
             out[f.name] = list(v)
         else:

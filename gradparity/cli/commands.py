@@ -14,4 +14,5 @@ COMMANDS: tuple[str, ...] = (
     "gradparity.cli.report",
     "gradparity.cli.debug",
     "gradparity.cli.selftest",
+    "gradparity.cli.fuzz",
 )

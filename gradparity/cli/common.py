@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 from gradparity.core.errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE, UsageError
 
-__all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_USAGE", "add_cache_option", "apply_cache_option",
-           "check_backends_option", "check_policy_option", "check_tolerance_options",
-           "csv_list"]
+__all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_USAGE", "add_cache_option", "add_cluster_options",
+           "apply_cache_option", "check_backends_option", "check_cluster_options",
+           "check_policy_option", "check_tolerance_options", "csv_list"]
 
 
 def add_cache_option(parser) -> None:
@@ -28,6 +28,32 @@ def apply_cache_option(args) -> None:
     from gradparity.adapters.jax_cache import set_cache_dir
 
     set_cache_dir(value)
+
+
+def add_cluster_options(parser, what: str) -> None:
+    """``--dask ADDRESS`` / ``--workers N``: a running Dask cluster, or a local one."""
+    parser.add_argument("--dask", metavar="ADDRESS",
+                        help=f"{what} on the Dask scheduler at ADDRESS (tcp://host:8786)")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help=f"{what} on a local Dask cluster of N worker processes")
+
+
+def check_cluster_options(args) -> bool:
+    """``--dask`` / ``--workers`` checked (not both, N >= 1, an address), and the
+    ``distributed`` extra installed when either is given; True when one is."""
+    if args.dask is not None and args.workers is not None:
+        raise UsageError(f"--dask={args.dask!r} with --workers={args.workers}: expected "
+                         "one of them (a running cluster, or a local one)")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers={args.workers}: expected a number of workers >= 1")
+    if args.dask is not None and not args.dask.strip():
+        raise UsageError("--dask='': expected a scheduler address (tcp://host:8786)")
+    if args.dask is None and args.workers is None:
+        return False
+    from gradparity.experiments.distributed import check_available
+
+    check_available()
+    return True
 
 
 def csv_list(value: str) -> list[str]:

@@ -48,8 +48,8 @@ class PlainLines:
     def __call__(self, i: int, total: int, spec: Any, statuses: Any) -> None:
         marks = "  ".join(f"{b} {s}" for b, s in statuses.items())
         width = len(str(total))
-        print(f"[{i:>{width}}/{total}] {spec.case_id}  {marks}", file=self.stream,
-              flush=True)
+        name = f"{spec.case_id}  " if spec is not None else ""  # None: a search shard
+        print(f"[{i:>{width}}/{total}] {name}{marks}", file=self.stream, flush=True)
 
 
 class Bar:

@@ -11,8 +11,10 @@ from gradparity.cli.common import (
     EXIT_FAIL,
     EXIT_OK,
     add_cache_option,
+    add_cluster_options,
     apply_cache_option,
     check_backends_option,
+    check_cluster_options,
     check_policy_option,
     check_tolerance_options,
     csv_list,
@@ -50,6 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--layer-own", action="store_true",
                      help="also run each layer on the reference's upstream values, to "
                      "separate the error a layer introduces from the error it inherits")
+    add_cluster_options(run, "run the cases")
     add_cache_option(run)
     report = run.add_mutually_exclusive_group()
     report.add_argument("--report", action="store_true", default=None,
@@ -129,15 +132,24 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     check_name(name, option="--name" if args.name is not None else "name")
 
+    distributed = check_cluster_options(args)
     out = check_output_folder(RUNS_DIR / name if args.out is None else args.out)
     with_report = want_report(args.report)
 
     from gradparity.experiments.report import write_results
-    from gradparity.experiments.runner import run_specs
 
-    df = run_specs(specs, backends=backends, tolerances=tolerances,
+    options = dict(backends=backends, tolerances=tolerances,
                    progress=case_progress(args.quiet), policy=args.policy,
                    layer_own=args.layer_own)
+    if distributed:
+        from gradparity.experiments.distributed import open_client, run_specs_distributed
+
+        with open_client(address=args.dask, workers=args.workers) as client:
+            df = run_specs_distributed(specs, client, **options)
+    else:
+        from gradparity.experiments.runner import run_specs
+
+        df = run_specs(specs, **options)
     extra = {}
     if with_report:
         from gradparity.experiments.io import text_writer

@@ -142,6 +142,10 @@ class Spec:
         inputs: optional explicit X, shape ``(n0, m)``, overriding the drawn inputs.
         targets: optional explicit Y, shape ``(nL, m)``; for ``softmax_ce`` either one-hot
             columns or one row of class indices in ``[0, nL)``.
+        parameters: optional explicit ``{"W1": matrix, "b1": matrix, ...}`` for every layer
+            (``W[l]`` of shape ``(n_l, n_{l-1})``, ``b[l]`` of ``(n_l, 1)``), used as given
+            instead of the drawn (and regime-scaled) parameters; kept as a tuple of
+            ``(name, matrix)`` pairs in the order W1, b1, W2, ... (`parameter_arrays`).
     """
 
     sizes: tuple[int, ...]
@@ -155,6 +159,8 @@ class Spec:
     regime: str = "normal"
     inputs: tuple[tuple[float, ...], ...] | None = field(default=None, repr=False)
     targets: tuple[tuple[float, ...], ...] | None = field(default=None, repr=False)
+    parameters: tuple[tuple[str, tuple[tuple[float, ...], ...]], ...] | None = field(
+        default=None, repr=False)
 
     def __post_init__(self) -> None:  # noqa: C901 - one check per field, in field order
         set_ = object.__setattr__
@@ -195,6 +201,8 @@ class Spec:
             set_(self, "inputs", self._check_inputs(self.inputs))
         if self.targets is not None:
             set_(self, "targets", self._check_targets(self.targets))
+        if self.parameters is not None:
+            set_(self, "parameters", self._check_parameters(self.parameters))
 
     # -- explicit data -------------------------------------------------------------------
     def _check_inputs(self, value: Any) -> tuple[tuple[float, ...], ...]:
@@ -241,6 +249,41 @@ class Spec:
                                     f"a probability column summing to 1 for head {self.head}")
         return rows
 
+    def _check_parameters(self, value: Any
+                          ) -> tuple[tuple[str, tuple[tuple[float, ...], ...]], ...]:
+        items = value.items() if isinstance(value, Mapping) else value
+        expected = "a table of W1, b1, ..., WL, bL matrices"
+        try:
+            given = dict(items)
+        except (TypeError, ValueError):
+            raise SpecError("parameters", value, expected) from None
+        names = [f"{p}{layer}" for layer in range(1, self.depth + 1) for p in ("W", "b")]
+        for key in given:
+            if key not in names:
+                raise SpecError(f"parameters.{key}", given[key],
+                                f"a parameter of this network ({', '.join(names)})")
+        out = []
+        for key in names:
+            if key not in given:
+                raise SpecError(f"parameters.{key}", None, "a matrix (every layer's W and b)")
+            rows = _matrix(f"parameters.{key}", given[key])
+            layer = int(key[1:])
+            shape = (self.sizes[layer], self.sizes[layer - 1] if key[0] == "W" else 1)
+            if (len(rows), len(rows[0])) != shape:
+                raise SpecError(f"parameters.{key}", f"{len(rows)}x{len(rows[0])} matrix",
+                                f"shape {shape}")
+            for i, row in enumerate(rows):
+                for j, v in enumerate(row):
+                    if not math.isfinite(v):
+                        raise SpecError(f"parameters.{key}[{i}][{j}]", v, "a finite number")
+            out.append((key, rows))
+        return tuple(out)
+
+    @property
+    def parameter_arrays(self) -> dict[str, tuple[tuple[float, ...], ...]]:
+        """The explicit parameters by name (``{}`` when the spec draws them)."""
+        return dict(self.parameters or ())
+
     # -- derived -------------------------------------------------------------------------
     @property
     def depth(self) -> int:
@@ -260,7 +303,9 @@ class Spec:
             self.init,
             self.regime,
         ]
-        if self.inputs is not None or self.targets is not None:
+        if self.parameters is not None:
+            parts.append(f"data{_data_digest(self.inputs, self.targets, self.parameters)}")
+        elif self.inputs is not None or self.targets is not None:
             parts.append(f"data{_data_digest(self.inputs, self.targets)}")
         return "-".join(parts)
 

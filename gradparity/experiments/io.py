@@ -237,6 +237,7 @@ RESULT_FILES = frozenset({
     "table.csv", "table.parquet", "summary.md", "environment.json", "pass_rates.csv",
     "worst_per_case.csv", "selftest.csv", "faults.csv", "false_alarms.csv",
     "regressions.csv", "debug.csv", "report.txt", "report.html",
+    "counterexamples.csv", "counterexamples.toml", "examples.json",
 })
 
 

@@ -22,7 +22,11 @@ Example::
     batch = 2
     inputs = [[0.5, -1.0], [2.0, 0.0]]
     targets = [[0, 1]]                     # class indices for softmax_ce
+    parameters = { W1 = [[1.0, 0.0], [0.5, -1.0], [0.0, 2.0]], b1 = [[0.0], [0.0], [0.0]],
+                   W2 = [[1.0, -1.0, 0.5], [0.0, 1.0, 1.0]], b2 = [[0.0], [0.0]] }
 
+`dumps_cases` writes specs back as ``[[case]]`` tables with every array explicit, so that
+loading the text gives the same specs (floats in their shortest round-trip form).
 Combinations of a head with a loss form it does not have are left out of a sweep; a form
 that fits none of the sweep's heads is an error.
 """
@@ -61,7 +65,7 @@ def _axis(value: Any, key: str) -> list[Any]:
         if isinstance(value, list):
             return [tuple(value)]
         return [value]
-    if key in ("inputs", "targets"):
+    if key in ("inputs", "targets", "parameters"):
         return [value]
     return list(value) if isinstance(value, list) else [value]
 
@@ -124,6 +128,9 @@ def _check_case_types(where: str, table: dict[str, Any]) -> None:
             raise SpecError(f"{where}.{key}", v, "an integer")
     if "sizes" in table and not isinstance(table["sizes"], list):
         raise SpecError(f"{where}.sizes", table["sizes"], "a list of layer widths")
+    if "parameters" in table and not isinstance(table["parameters"], dict):
+        raise SpecError(f"{where}.parameters", table["parameters"],
+                        "a table of W1, b1, ... matrices")
 
 
 def expand_sweep(where: str, table: dict[str, Any]) -> list[Spec]:
@@ -242,3 +249,47 @@ def load_suite_file(path: str | Path) -> SuiteFile:
         raise SpecError(f"{where}: description", description, "a string")
     return SuiteFile(name=name, specs=specs, backends=backends, tolerances=tolerances,
                      description=description)
+
+
+# -- writing -------------------------------------------------------------------------------
+def _toml_value(value: Any) -> str:
+    """One TOML value: strings quoted, floats in their shortest round-trip form, lists
+    and nested lists inline."""
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML form for {type(value).__name__}")
+
+
+def dumps_cases(specs: list[Spec], *, name: str, description: str = "",
+                backends: list[str] | None = None,
+                comments: list[str] | None = None) -> str:
+    """A suite file of ``specs``, one ``[[case]]`` each (optionally preceded by comment
+    lines); `load_suite_file` reads it back into the same specs."""
+    lines = [f"name = {_toml_value(name)}"]
+    if description:
+        lines.append(f"description = {_toml_value(description)}")
+    if backends:
+        lines.append(f"backends = {_toml_value(list(backends))}")
+    for i, spec in enumerate(specs):
+        lines.append("")
+        if comments and comments[i]:
+            lines += [f"# {c}" for c in comments[i].splitlines()]
+        lines.append("[[case]]")
+        for f in fields(Spec):
+            v = getattr(spec, f.name)
+            if v is None:
+                continue
+            if f.name == "parameters":
+                inner = ", ".join(f"{k} = {_toml_value(rows)}" for k, rows in v)
+                lines.append(f"parameters = {{ {inner} }}")
+            else:
+                lines.append(f"{f.name} = {_toml_value(v)}")
+    return "\n".join(lines) + "\n"

@@ -133,12 +133,14 @@ def make_case(spec: Spec) -> Case:
     """Draw (or take from the spec) X, Y and parameters; cast once to ``spec.dtype``."""
     rng = np.random.default_rng(spec.seed)
     params = _draw_parameters(spec, rng)
+    for name, rows in spec.parameter_arrays.items():  # explicit parameters, as given
+        params[name] = np.array(rows, dtype=np.float64)
     X = np.array(spec.inputs, dtype=np.float64) if spec.inputs is not None else (
         _draw_inputs(spec, rng))
     Y = _targets_from_spec(spec) if spec.targets is not None else _draw_targets(spec, rng)
 
     L = spec.depth
-    if spec.regime == "saturated":
+    if spec.regime == "saturated" and spec.parameters is None:
         ZL = _output_logits(spec, params, X)
         scale = SATURATED_LOGIT / max(float(np.max(np.abs(ZL))), 1e-12)
         params[f"W{L}"] = params[f"W{L}"] * scale

@@ -27,6 +27,9 @@ from gradparity.reference.mlp import backward_step, hidden_dZ
 
 Array = np.ndarray
 
+#: The corner fault ``wrong_derivative_large_z`` is wrong only where |Z| exceeds this.
+LARGE_Z = 20.0
+
 
 def faulty_backpropagation(case: Case, cache: dict[str, Array], fault: str | None
                            ) -> dict[str, Array]:
@@ -53,8 +56,12 @@ def faulty_backpropagation(case: Case, cache: dict[str, Array], fault: str | Non
                 gp = g.forward(z)  # g(Z) where g'(Z) belongs
             elif fault == "derivative_at_A":
                 gp = g.prime(cache[f"A{layer}"])  # g'(A) instead of g'(Z)
+            elif fault == "kink_convention_flipped":
+                gp = g.prime(z, at_kink=1.0)  # g'(0) = 1 while claiming the reference's
             else:
                 gp = g.prime(z)
+            if fault == "wrong_derivative_large_z":
+                gp = np.where(np.abs(z) > LARGE_Z, 1 - gp, gp).astype(z.dtype)
             dZ = hidden_dZ(grads[f"dA{layer}"], gp)
         grads[f"dZ{layer}"] = dZ
         a_prev = cache[f"A{layer - 1}"]
@@ -66,6 +73,8 @@ def faulty_backpropagation(case: Case, cache: dict[str, Array], fault: str | Non
         step = backward_step(dZ, a_prev, W)
         dW, db = step["dW"], step["db"]
         grads[f"dW{layer}"] = dW * m if fault == "missing_1_over_m" else dW
+        if fault == "wrong_axis_when_m_is_1" and m == 1:
+            db = np.full_like(db, np.sum(dZ))  # the squeezed batch axis: summed over units
         grads[f"db{layer}"] = np.zeros_like(db) if fault == "dropped_bias_gradient" else db
         grads[f"dA{layer - 1}"] = step["dA_prev"]
     return grads
@@ -119,10 +128,27 @@ FAULTS: dict[str, Fault] = {
 }
 
 
+#: Faults that show only in corners of the input space, for the search (`gradparity.fuzz`)
+#: to find: not part of the self-test's table, which runs fixed suites.
+CORNER_FAULTS: dict[str, Fault] = {
+    f.name: f
+    for f in (
+        Fault("wrong_derivative_large_z", f"1 - g'(Z) where |Z| > {LARGE_Z:g} (hidden layers)",
+              lambda L: f"dZ{L - 1}", min_depth=2),
+        Fault("wrong_axis_when_m_is_1", "db summed over the units when the batch has one "
+              "example (a squeezed batch axis)", lambda L: f"db{L}"),
+        Fault("kink_convention_flipped", "g'(0) = 1 at relu/leaky_relu kinks, while the "
+              "backend claims the reference's convention", lambda L: f"dZ{L - 1}",
+              min_depth=2),
+    )
+}
+ALL_FAULTS: dict[str, Fault] = {**FAULTS, **CORNER_FAULTS}
+
+
 def inject(name: str, case: Case, gradients: GradientSet) -> GradientSet:
     """A copy of ``gradients`` with fault ``name``: backprop faults re-run the faulty copy
     of backprop on ``gradients``' forward values; the others corrupt one tensor."""
-    fault = FAULTS[name]
+    fault = ALL_FAULTS[name]
     out = GradientSet(backend=f"{gradients.backend}+{name}",
                       loss=np.array(gradients.loss, copy=True),
                       forward={k: v.copy() for k, v in gradients.forward.items()},
