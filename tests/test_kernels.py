@@ -125,3 +125,19 @@ def test_the_envelope_removes_the_false_alarm_of_xla_without_fma():
         worse.loc[i, metric] = 5 * float(before[metric]) + 20
     reg = bl.compare_with_baseline(enveloped, worse)
     assert reg["quantity"].tolist() == ["dW", "dW"] and set(reg["kind"]) == {"grew"}
+
+
+def test_a_result_folder_with_kernel_tables_can_be_written_again_and_a_foreign_one_not(
+        tmp_path):
+    from gradparity.core.errors import UsageError
+    from gradparity.experiments.io import check_output_folder
+
+    out = tmp_path / "res"
+    (out / "kernels" / "legacy").mkdir(parents=True)
+    for name in ("table.csv", "summary.md", "kernels/legacy/table.csv.gz",
+                 "kernels/legacy/environment.json"):
+        (out / name).write_text("x")
+    assert check_output_folder(out) == out  # what baseline save --results wrote
+    (out / "kernels" / "legacy" / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match="holds 'kernels'"):
+        check_output_folder(out)

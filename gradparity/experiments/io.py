@@ -239,6 +239,19 @@ RESULT_FILES = frozenset({
     "regressions.csv", "debug.csv", "report.txt", "report.html",
     "counterexamples.csv", "counterexamples.toml", "examples.json",
 })
+#: Files of each ``kernels/<name>/`` subfolder (`write_results`' ``kernels``).
+KERNEL_FILES = frozenset({"table.csv.gz", "environment.json"})
+
+
+def _ours(entry: Path) -> bool:
+    """A result file, or the ``kernels`` folder of per-configuration tables."""
+    if entry.is_file():
+        return entry.name in RESULT_FILES
+    if entry.name == "kernels" and entry.is_dir():
+        return all(k.is_dir() and all(f.is_file() and f.name in KERNEL_FILES
+                                      for f in k.iterdir())
+                   for k in entry.iterdir())
+    return False
 
 
 def _writable_ancestor(p: Path, option: str) -> None:
@@ -271,8 +284,7 @@ def check_output_folder(path: str | Path, *, option: str = "--out") -> Path:
             raise UsageError(f"{option}={str(p)!r}: exists and is a file, expected a folder")
         if p.resolve() == Path.cwd().resolve():
             raise UsageError(f"{option}={str(p)!r}: the current folder; name a result folder")
-        foreign = sorted(e.name for e in p.iterdir()
-                         if e.name not in RESULT_FILES or not e.is_file())
+        foreign = sorted(e.name for e in p.iterdir() if not _ours(e))
         if foreign:
             raise UsageError(f"{option}={str(p)!r}: exists and is not a gradparity result "
                              f"folder (it holds {foreign[0]!r}); name a new folder")
