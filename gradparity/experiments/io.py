@@ -60,9 +60,11 @@ def write_folder_atomically(out_dir: str | Path, files: Mapping[str, Writer]) ->
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temporaries(out)
-    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(out, "tmp"), dir=out.parent))
+    tmp: Path | None = None
     old = None
     try:
+        with deferred_signals():  # a signal right after mkdtemp still finds tmp set
+            tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(out, "tmp"), dir=out.parent))
         for name, write in files.items():
             path = tmp / name
             path.parent.mkdir(parents=True, exist_ok=True)  # "sub/name": a subfolder
@@ -77,7 +79,8 @@ def write_folder_atomically(out_dir: str | Path, files: Mapping[str, Writer]) ->
             if old is not None:
                 shutil.rmtree(old, ignore_errors=True)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         if old is not None:
             _restore(old, out)
         raise
