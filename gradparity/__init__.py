@@ -14,8 +14,8 @@ The names here are what the three uses need; everything else is reachable by sub
   `rerun_baseline`, `compare_with_baseline`;
 * errors: `UsageError` (bad input; the CLI exits 2) and its `SpecError`.
 
-Importing this package imports NumPy only; pandas-based parts load on first use, and torch
-and jax only when a backend that needs them runs.
+Importing this package imports nothing heavy: NumPy loads with the first name that needs it,
+pandas-based parts on first use, and torch and jax only when a backend that needs them runs.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 from gradparity.core import __version__
 from gradparity.core.errors import SpecError, UsageError
-from gradparity.core.spec import Spec
-from gradparity.judge.tolerances import DEFAULT_TOLERANCES
-from gradparity.reference.case import make_case
-from gradparity.reference.mlp import reference_gradients
 
 _LAZY = {
+    "Spec": "gradparity.core.spec",
+    "DEFAULT_TOLERANCES": "gradparity.judge.tolerances",
+    "make_case": "gradparity.reference.case",
+    "reference_gradients": "gradparity.reference.mlp",
     "get_backend": "gradparity.adapters.registry",
     "judge": "gradparity.judge.verdict",
     "run_specs": "gradparity.experiments.runner",
@@ -80,11 +80,15 @@ if TYPE_CHECKING:
         rerun_baseline,
         save_baseline,
     )
+    from gradparity.core.spec import Spec
     from gradparity.debug import debug_jax, debug_numpy, debug_torch
     from gradparity.experiments.report import write_results
     from gradparity.experiments.runner import run_specs
     from gradparity.experiments.toml_suite import load_suite_file
+    from gradparity.judge.tolerances import DEFAULT_TOLERANCES
     from gradparity.judge.verdict import judge
+    from gradparity.reference.case import make_case
+    from gradparity.reference.mlp import reference_gradients
 
 
 def __getattr__(name: str) -> Any:

@@ -283,7 +283,7 @@ def _equation_sites(path: Path) -> list[tuple[str, int]]:
 #: forward (``a @ W.T``; the benchmark's bare JAX network too) and the catalogue of
 #: learners' wrong variants that debug tries.
 NOT_THE_SEED = ("adapters/torch_autograd.py", "adapters/jax_grad.py", "debug/diagnose.py",
-                "bench/run.py")
+                "bench/measure.py")
 
 
 def test_backward_equations_are_written_once_in_the_reference():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from gradparity.bench.run import _median
+from gradparity.bench.measure import median as _median
 
 
 def test_help_is_light():

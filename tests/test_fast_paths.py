@@ -6,9 +6,17 @@ import dataclasses
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from gradparity.judge.compare import _compare_finite, _compare_general, compare_arrays
-from gradparity.judge.explanations import _median_rel_eps
+from gradparity.judge.compare import (
+    _compare_finite,
+    _compare_general,
+    _max_ulp_finite,
+    compare_arrays,
+    ulp_distance,
+)
+from gradparity.judge.explanations import _median_rel_eps, _median_rel_outside
 from gradparity.reference.oracle import oracle_error
 
 
@@ -117,3 +125,63 @@ def test_median_rel_eps_float64_matches_long_double():
     want = float(np.median(np.abs(x.astype(np.longdouble) - o) / np.abs(o)) / eps)
     assert got == pytest.approx(want, rel=1e-6)
     assert 0.05 < got < 0.5  # a float64 rounding: about a quarter eps typically
+
+
+_FLOATS = {
+    np.float32: st.floats(width=32, allow_nan=False, allow_infinity=False),
+    np.float64: st.floats(allow_nan=False, allow_infinity=False),
+    np.float16: st.floats(width=16, allow_nan=False, allow_infinity=False),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_max_ulp_fast_path_equals_the_rule(dtype, data):
+    """Every finite value, both signs, zeros of both signs, subnormals, the extremes."""
+    n = data.draw(st.integers(1, 12))
+    a = np.array(data.draw(st.lists(_FLOATS[dtype], min_size=n, max_size=n)), dtype=dtype)
+    e = np.array(data.draw(st.lists(_FLOATS[dtype], min_size=n, max_size=n)), dtype=dtype)
+    if data.draw(st.booleans()):  # mostly near: the case the fast path is for
+        e = np.nextafter(a, np.zeros_like(a)).astype(dtype)  # towards 0: stays finite
+    assert _max_ulp_finite(a, e) == float(ulp_distance(a, e).max())
+
+
+def test_oracle_size_is_kept_per_tensor_and_not_reused_for_another():
+    rng = np.random.default_rng(11)
+    o = rng.standard_normal((6, 5))
+    x = o.astype(np.float32)
+    first = oracle_error(x, o, np.dtype(np.float32))
+    assert oracle_error(x, o, np.dtype(np.float32)) == first  # kept: same answer
+    o2 = 3.0 * o  # another tensor (maybe at a freed one's address): its own size
+    want = _oracle_error_ld(x, o2, np.float32)
+    got = oracle_error(x, o2, np.dtype(np.float32))
+    assert (got.norm_eps, got.worst_eps) == pytest.approx(want, rel=1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(scale=st.floats(-20, 3), n=st.integers(1, 60), seed=st.integers(0, 2**16),
+       zeros=st.integers(0, 5))
+def test_median_band_shortcut_never_hides_a_median_in_the_band(scale, n, seed, zeros):
+    """`precision_problem` skips the median when `_median_rel_outside` says so: that must
+    only happen when the exact median is outside the band."""
+    rng = np.random.default_rng(seed)
+    o = rng.standard_normal(n)
+    o[:min(zeros, n)] = 0.0  # excluded elements
+    x = o * (1 + 10.0**scale * rng.uniform(-1, 1, n) * rng.choice([0.0, 1.0, 3.0], n))
+    eps = float(np.finfo(np.float64).eps)
+    eps32 = float(np.finfo(np.float32).eps)
+    low, high = eps32 / 64, eps32 * 64
+    if _median_rel_outside(x, o, low, high):
+        got = _median_rel_eps(x, o, eps)
+        assert not low <= got * eps <= high
+
+
+def test_median_band_shortcut_answers_for_float32_like_values():
+    rng = np.random.default_rng(8)
+    o = rng.standard_normal(5000)
+    assert not _median_rel_outside(o.astype(np.float32).astype(np.float64), o,
+                                   float(np.finfo(np.float32).eps) / 64,
+                                   float(np.finfo(np.float32).eps) * 64)
+    assert _median_rel_outside(o.copy(), o, 1e-9, 1e-5)  # exact: far below
+    assert _median_rel_outside(o * 1.1, o, 1e-9, 1e-5)  # far above

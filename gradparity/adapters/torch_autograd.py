@@ -249,7 +249,7 @@ class TorchBackend:
             forward=forward,
             grads=grads,
             notes=notes + "; dZ, dA via retain_grad, dA0 via X.requires_grad",
-            meta={"version": torch.__version__},
+            meta={"version": str(torch.__version__)},
         )
 
     # -- one layer on its own ---------------------------------------------------------

@@ -244,7 +244,7 @@ class TorchFuncBackend:
     def gradients(self, case) -> GradientSet:
         torch, _, _ = _import()
         grads, (loss, Zs, As), meta = self._run(case)
-        return self._gradient_set(case, grads, loss, Zs, As, meta, torch.__version__)
+        return self._gradient_set(case, grads, loss, Zs, As, meta, str(torch.__version__))
 
     def _gradient_set(self, case, grads, loss, Zs, As, meta, version: str) -> GradientSet:
         spec = case.spec
@@ -334,7 +334,7 @@ class TorchVmapBackend(TorchFuncBackend):
         with torch.no_grad():
             grads, (loss, Zs, As) = fn(*self._inputs(case))
         shell = self._gradient_set(case, grads, loss.mean(), [t[:, 0, :] for t in Zs],
-                                   [t[:, 0, :] for t in As], {}, torch.__version__)
+                                   [t[:, 0, :] for t in As], {}, str(torch.__version__))
         return dict(shell.grads), shell
 
     def gradients(self, case) -> GradientSet:

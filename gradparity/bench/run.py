@@ -14,8 +14,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
+
+from gradparity.bench.measure import NETWORKS, measure_network, median
 
 #: One thread everywhere: BLAS, OpenMP, torch and XLA's CPU client.
 PINNED = {
@@ -26,126 +27,12 @@ PINNED = {
 }
 _MARK = "GRADPARITY_BENCH_PINNED"
 
-#: (sizes, batch) of the networks measured (relu hidden layers, softmax + cross-entropy).
-NETWORKS = [((784, 256, 256, 10), 128), ((784, 1024, 1024, 10), 512)]
-
 
 def _pin_and_reexec(argv: list[str], module: str = "gradparity.bench") -> None:
     if os.environ.get(_MARK) == "1":
         return
     env = dict(os.environ, **PINNED, **{_MARK: "1"})
     os.execve(sys.executable, [sys.executable, "-m", module, *argv], env)
-
-
-def _median(xs: list[float]) -> float:
-    s = sorted(xs)
-    n = len(s)
-    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
-
-
-def _timed(fn: Callable[[], object]) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
-def _bare_torch(case):
-    import torch
-
-    dt = torch.float32 if case.spec.dtype == "float32" else torch.float64
-    Ws = [torch.tensor(case.parameters[f"W{i}"], dtype=dt, requires_grad=True)
-          for i in range(1, case.spec.depth + 1)]
-    bs = [torch.tensor(case.parameters[f"b{i}"][:, 0], dtype=dt, requires_grad=True)
-          for i in range(1, case.spec.depth + 1)]
-    x = torch.tensor(case.X.T.copy(), dtype=dt)
-    y = torch.tensor(case.labels.astype("int64"))
-
-    def step():
-        a = x
-        for i, (W, b) in enumerate(zip(Ws, bs, strict=True)):
-            z = torch.nn.functional.linear(a, W, b)
-            a = torch.relu(z) if i < len(Ws) - 1 else z
-        loss = torch.nn.functional.cross_entropy(a, y)
-        grads = torch.autograd.grad(loss, [*Ws, *bs])
-        return [g.numpy() for g in grads]
-
-    return step
-
-
-def _bare_jax(case):
-    import jax
-    import jax.numpy as jnp
-
-    dt = case.spec.dtype
-    with jax.enable_x64(dt == "float64"):
-        params = [(jnp.asarray(case.parameters[f"W{i}"], dtype=dt),
-                   jnp.asarray(case.parameters[f"b{i}"][:, 0], dtype=dt))
-                  for i in range(1, case.spec.depth + 1)]
-        x = jnp.asarray(case.X.T, dtype=dt)
-        y = jnp.asarray(case.labels.astype("int32"))
-
-        def J(params):
-            a = x
-            for i, (W, b) in enumerate(params):
-                z = a @ W.T + b
-                a = jax.nn.relu(z) if i < len(params) - 1 else z
-            logp = jax.nn.log_softmax(a, axis=1)
-            return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
-
-        fn = jax.jit(jax.grad(J))
-
-    def step():
-        with jax.enable_x64(dt == "float64"):
-            return jax.device_get(fn(params))
-
-    return step
-
-
-def measure_network(sizes, batch, dtype, repeats: int) -> dict[str, float]:
-    """Medians (seconds) of every column for one network and dtype."""
-    from gradparity.adapters.registry import get_backend
-    from gradparity.core.spec import Spec
-    from gradparity.experiments.runner import evaluate_case
-    from gradparity.judge.tolerances import resolve_tolerances
-    from gradparity.judge.verdict import judge
-    from gradparity.reference.case import make_case
-    from gradparity.reference.mlp import reference_gradients
-    from gradparity.reference.oracle import oracle_gradients
-
-    spec = Spec(sizes, activation="relu", head="softmax_ce", loss_form="logits",
-                dtype=dtype, batch=batch, seed=0)
-    case = make_case(spec)
-    backends = [get_backend("torch"), get_backend("jax")]
-    tol = resolve_tolerances()
-    bare_t, bare_j = _bare_torch(case), _bare_jax(case)
-    first = {"jax_first": _timed(bare_j)}
-    first["verdict_first"] = _timed(lambda: evaluate_case(case, backends, tolerances=tol))
-    ref = reference_gradients(case)
-    oracle = oracle_gradients(case)
-    got = {b.name: b.gradients(case) for b in backends}
-    kinks = {b.name: b.kink_conventions(dtype) for b in backends}
-
-    def judge_all():
-        for b in backends:
-            judge(case, got[b.name], ref, tolerance=tol[dtype], kink_conventions=kinks[b.name],
-                  oracle=oracle)
-
-    cols: dict[str, Callable[[], object]] = {
-        "numpy": lambda: reference_gradients(case),
-        "torch": bare_t,
-        "jax": bare_j,
-        "verdict": lambda: evaluate_case(case, backends, tolerances=tol),
-        "oracle": lambda: oracle_gradients(case),
-        "judge": judge_all,
-    }
-    samples: dict[str, list[float]] = {k: [] for k in cols}
-    for _ in range(repeats):
-        for k, fn in cols.items():
-            samples[k].append(_timed(fn))
-    out = {k: _median(v) for k, v in samples.items()}
-    out["bare"] = out["numpy"] + out["torch"] + out["jax"]
-    out.update(first)
-    return out
 
 
 def suite_times(repeats: int = 1) -> tuple[float, float]:
@@ -161,7 +48,7 @@ def suite_times(repeats: int = 1) -> tuple[float, float]:
                 t0 = time.perf_counter()
                 subprocess.run(cmd, check=False, capture_output=True)
                 bucket.append(time.perf_counter() - t0)
-    return _median(cold), _median(warm)
+    return median(cold), median(warm)
 
 
 def import_times() -> dict[str, float]:
@@ -184,6 +71,52 @@ def _load() -> str:
         return "load average unknown"
 
 
+def _print_growth(repeats: int) -> None:
+    from gradparity.bench.scaling import GROWTH_NETWORKS, growth
+
+    nets = ", ".join("-".join(map(str, s)) + f" x {b}" for s, b in GROWTH_NETWORKS)
+    print(f"\ngrowth over params x batch ({nets}; {repeats} rounds each):\n")
+    print("| dtype | verdict: exponent | verdict: s per 10^9 | bare: exponent "
+          "| bare: s per 10^9 | ratio of constants |")
+    print("|---|---|---|---|---|---|")
+    for dtype in ("float32", "float64"):
+        g = growth(dtype, repeats)
+        (ve, vc), (be, bc) = g["verdict_fit"], g["bare_fit"]
+        print(f"| {dtype[-2:]} | {ve:.2f} | {1e9 * vc:.2f} | {be:.2f} | {1e9 * bc:.2f} "
+              f"| {vc / bc:.1f}x |", flush=True)
+
+
+def _print_memory(sizes, batch) -> None:
+    from gradparity.bench.scaling import peak_memory
+
+    name = "-".join(map(str, sizes))
+    print(f"\npeak resident memory, {name}, batch {batch}, each in a fresh process (above "
+          "the process after its imports and the case):\n")
+    print("| dtype | bare: peak | bare: above | verdict: peak | verdict: above "
+          "| ratio (above) |")
+    print("|---|---|---|---|---|---|")
+    for dtype in ("float32", "float64"):
+        m = peak_memory(sizes, batch, dtype)
+        b, v = m["bare"], m["verdict"]
+        ratio = v["extra_mb"] / b["extra_mb"] if b["extra_mb"] > 0 else float("inf")
+        print(f"| {dtype[-2:]} | {b['peak_mb']:.0f} MB | {b['extra_mb']:.0f} MB "
+              f"| {v['peak_mb']:.0f} MB | {v['extra_mb']:.0f} MB | {ratio:.1f}x |", flush=True)
+
+
+def _print_debug(repeats: int) -> None:
+    from gradparity.bench.debug_speed import SEED, debug_times
+
+    t = debug_times(repeats)
+    if t is None:
+        print(f"\ngradparity debug: skipped ({SEED} not found: run from the repository)")
+        return
+    print(f"\n`gradparity debug examples/seed_backprop.py` (torch and jax second opinions), "
+          f"median of {repeats}: command line {t['cli']:.2f} s (first call, empty "
+          f"compilation cache: {t['cli_first']:.2f} s; `--backends none` {t['cli_none']:.2f}"
+          f" s); notebook, later calls {t['notebook']:.3f} s (first call "
+          f"{t['notebook_first']:.2f} s)", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(prog="python -m gradparity.bench", description=__doc__)
@@ -192,6 +125,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="only 784-256-256-10 (skip the 784-1024-1024-10 network)")
     p.add_argument("--no-suite", action="store_true",
                    help="skip the default suite's cold and warm runs")
+    p.add_argument("--no-debug", action="store_true",
+                   help="skip the timing of gradparity debug (command line and notebook)")
+    p.add_argument("--no-growth", action="store_true",
+                   help="skip the growth fit over five networks")
+    p.add_argument("--no-memory", action="store_true",
+                   help="skip the peak memory at the largest network")
     args = p.parse_args(args_list)
     _pin_and_reexec(args_list)
     import torch
@@ -217,6 +156,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"| {r['judge']:.3f} s | {r['judge'] / r['bare']:.2f}x "
                   f"| {r['jax_first'] - r['jax']:.2f} s | {r['verdict_first']:.2f} s |",
                   flush=True)
+    if not args.no_growth:
+        _print_growth(max(1, args.repeats // 2))
+    if not args.no_memory:
+        _print_memory(*NETWORKS[-1])
+    if not args.no_debug:
+        _print_debug(args.repeats)
     if not args.no_suite:
         cold, warm = suite_times()
         print(f"\ndefault suite, `gradparity run` in a new process: cold (empty compilation "

@@ -27,14 +27,25 @@ from __future__ import annotations
 
 import sys
 import types
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gradparity.debug.diagnose import Diagnosis
-from gradparity.debug.jax_model import debug_jax
-from gradparity.debug.localize import Check
-from gradparity.debug.result import DebugResult
-from gradparity.debug.session import debug_numpy
-from gradparity.debug.torch_session import debug_torch
+if TYPE_CHECKING:
+    from gradparity.debug.diagnose import Diagnosis
+    from gradparity.debug.jax_model import debug_jax
+    from gradparity.debug.localize import Check
+    from gradparity.debug.result import DebugResult
+    from gradparity.debug.session import debug_numpy
+    from gradparity.debug.torch_session import debug_torch
+
+#: Names loaded on first use (``gradparity debug`` needs none of them in its parent process).
+_LAZY = {
+    "Diagnosis": "gradparity.debug.diagnose",
+    "debug_jax": "gradparity.debug.jax_model",
+    "Check": "gradparity.debug.localize",
+    "DebugResult": "gradparity.debug.result",
+    "debug_numpy": "gradparity.debug.session",
+    "debug_torch": "gradparity.debug.torch_session",
+}
 
 __all__ = ["Check", "DebugResult", "Diagnosis", "debug", "debug_jax", "debug_numpy",
            "debug_torch"]
@@ -53,6 +64,16 @@ class _CallableModule(types.ModuleType):
 
     def __call__(self, source: Any = None, **options: Any) -> DebugResult:
         return debug(source, **options)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 sys.modules[__name__].__class__ = _CallableModule

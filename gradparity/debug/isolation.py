@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from gradparity.core.errors import UsageError
+from gradparity.core.processes import child_environment
 
 #: Default wall-clock limit of the child, in seconds (``gradparity debug --timeout``).
 DEFAULT_TIMEOUT = 60.0
@@ -52,18 +53,22 @@ _STDOUT, _STDERR = "stdout.txt", "stderr.txt"
 
 @dataclass
 class IsolatedResult:
-    """What the child computed: the report text, the table and the exit code. Offers the
-    ``report()`` / ``table()`` of a `DebugResult`, for writing ``--out``."""
+    """What the child computed: the report text, the table's rows and environment, and the
+    exit code. Offers the ``report()`` / ``table()`` of a `DebugResult`, for writing
+    ``--out`` (the table, and pandas, only then)."""
 
     report_text: str
-    table_frame: Any
+    rows: list[dict[str, Any]]
+    environment: dict[str, str]
     exit_code: int
 
     def report(self) -> str:
         return self.report_text
 
     def table(self) -> Any:
-        return self.table_frame
+        from gradparity.experiments.tables import make_table
+
+        return make_table(self.rows, self.environment)
 
 
 def run_isolated(request: dict[str, Any], *, timeout: float = DEFAULT_TIMEOUT,
@@ -83,21 +88,27 @@ def run_isolated(request: dict[str, Any], *, timeout: float = DEFAULT_TIMEOUT,
     try:
         with open(work / _REQUEST, "wb") as f:
             pickle.dump(request, f)
-        env = dict(os.environ)
-        package_root = str(Path(__file__).resolve().parents[2])  # gradparity importable
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root,
-                                                        env.get("PYTHONPATH")) if p)
+        from gradparity.adapters import worker
+        from gradparity.debug.request import framework_backends
+
+        # the frameworks import in their own processes while the child runs the user's code
+        worker.start(framework_backends(request), str(request.get("dtype") or "float64"))
+        env = child_environment()
+        env[worker.ENV], fds = worker.handoff()
         with open(work / _STDOUT, "wb") as out, open(work / _STDERR, "wb") as err:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "gradparity.debug.isolation", str(work)],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=os.getcwd(), env=env,
-                start_new_session=True)
+                start_new_session=True, pass_fds=fds)
             try:
                 timed_out = _wait(proc, timeout, work)
             finally:
                 _kill_group(proc)
         return _outcome(proc.returncode, timed_out, timeout, work, what)
     finally:
+        from gradparity.adapters import worker
+
+        worker.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -220,11 +231,16 @@ def _child(work: Path) -> None:
     with open(work / _REQUEST, "rb") as f:
         request = pickle.load(f)
     try:
+        from gradparity.adapters import worker
         from gradparity.debug.request import compute
+
+        worker.adopt()  # the frameworks the parent started (they import meanwhile)
 
         result = compute(request)
         os.chdir(cwd)  # the report's paths are relative to where the command ran
-        outcome: tuple[str, Any] = ("ok", (result.report(), result.table(),
+        from gradparity.debug.table import table_parts
+
+        outcome: tuple[str, Any] = ("ok", (result.report(), *table_parts(result),
                                            result.exit_code))
     except UsageError as e:
         outcome = ("usage", str(e))

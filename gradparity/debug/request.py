@@ -32,6 +32,17 @@ def debug_backends(values: list[str] | None, default: tuple[str, ...]) -> tuple[
     return tuple(dict.fromkeys(values))
 
 
+def framework_backends(request: dict[str, object]) -> tuple[str, ...]:
+    """The frameworks a session of ``request`` compares with (its ``--backends``, else: jax
+    for a torch model, torch for a JAX function, both for NumPy code)."""
+    values = request.get("backends")
+    if request.get("torch") is not None:
+        return debug_backends(values, ("jax",))
+    if request.get("jax") is not None:
+        return debug_backends(values, ("torch",))
+    return debug_backends(values, ("torch", "jax"))
+
+
 def compute(request: dict[str, object]) -> DebugResult:
     """The debug session of ``request`` (the `REQUEST_KEYS` options), in this process: a
     `DebugResult`. ``gradparity debug`` calls it in a child process."""
@@ -52,7 +63,7 @@ def compute(request: dict[str, object]) -> DebugResult:
         model, label, module = import_target(args.torch)
         return debug_torch(model, head=args.head, loss_form=args.loss_form, dtype=args.dtype,
                            batch=batch, seed=args.seed, rtol=args.rtol, atol=args.atol,
-                           backends=debug_backends(args.backends, ("jax",)), label=label,
+                           backends=framework_backends(request), label=label,
                            loss=args.loss, module=module)
     if args.jax is not None:
         for flag in ("sizes", "activation", "backprop", "forward", "api", "data"):
@@ -64,7 +75,7 @@ def compute(request: dict[str, object]) -> DebugResult:
         fn, label, module = import_target(args.jax, "--jax")
         return debug_jax(fn, params=args.params, head=args.head, loss=args.loss,
                          dtype=args.dtype, batch=batch, seed=args.seed, rtol=args.rtol,
-                         atol=args.atol, backends=debug_backends(args.backends, ("torch",)),
+                         atol=args.atol, backends=framework_backends(request),
                          label=label, module=module)
     from gradparity.debug.api import debug_code
 
@@ -72,7 +83,7 @@ def compute(request: dict[str, object]) -> DebugResult:
     return debug_code(args.file, sizes=sizes, activation=args.activation,
                       head=args.head, loss_form=args.loss_form, dtype=args.dtype,
                       batch=args.batch, seed=args.seed,
-                      backends=debug_backends(args.backends, ("torch", "jax")),
+                      backends=framework_backends(request),
                       rtol=args.rtol, atol=args.atol, backprop_name=args.backprop,
                       forward_name="" if args.forward == "none" else args.forward,
                       api=args.api, data=args.data,

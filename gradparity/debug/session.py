@@ -277,11 +277,16 @@ def _exception_outcome(call: UserCall, order: list[str], what: str
 def _framework_runs(case: Case, reference: GradientSet, backends: Sequence[str],
                     tolerance: Tolerance) -> list[FrameworkRun]:
     from gradparity.adapters.registry import get_backend
+    from gradparity.adapters.worker import started
     from gradparity.judge.verdict import judge
 
     runs = []
+    for name in backends:  # workers started ahead all compute at once
+        w = started(name)
+        if w is not None:
+            w.prefetch(case)
     for name in backends:
-        b = get_backend(name)
+        b = started(name) or get_backend(name)  # a worker, else in process
         if not b.available():
             runs.append(FrameworkRun(name, "skipped", reason=b.unavailable_reason()))
             continue

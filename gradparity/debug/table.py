@@ -55,7 +55,7 @@ def _row(columns, base: dict, c: Check, backend: str, against: str) -> dict[str,
 
 
 def debug_rows(result: DebugRecord) -> list[dict[str, object]]:
-    from gradparity.experiments.tables import COLUMNS, spec_columns, status_row, verdict_rows
+    from gradparity.experiments.rows import COLUMNS, spec_columns, status_row, verdict_rows
 
     spec = result.spec
     base = spec_columns(spec)
@@ -79,3 +79,11 @@ def make_debug_table(result: DebugRecord) -> pd.DataFrame:
     from gradparity.experiments.tables import make_table
 
     return make_table(debug_rows(result), environment())
+
+
+def table_parts(result: DebugRecord) -> tuple[list[dict[str, object]], dict[str, str]]:
+    """The table's rows and environment, without pandas (a child process sends them; the
+    parent makes the table only when it writes one)."""
+    from gradparity.experiments.environment import environment
+
+    return debug_rows(result), environment()

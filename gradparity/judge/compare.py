@@ -217,20 +217,20 @@ def _norms(a: Array, e: Array, d: Array, work: np.dtype) -> tuple[float, float]:
 def _max_ulp_finite(actual: Array, expected: Array) -> float:
     """``ulp_distance(actual, expected).max()`` for finite arrays of one dtype, in fewer
     passes. On the raw bit patterns (sign and magnitude): where the sign bits agree, the
-    distance is the difference of the patterns (no overflow); where they differ, it is
-    the sum of the magnitudes, summed in float64 as the general rule does (-0 and +0
-    have magnitude 0 either way)."""
+    distance is the difference of the patterns, which cannot overflow their integer type
+    (both lie on one side of zero); where they differ, it is the sum of the magnitudes,
+    summed in float64 as the general rule does (-0 and +0 have magnitude 0 either way)."""
     itype = {4: np.int32, 8: np.int64, 2: np.int16}[actual.dtype.itemsize]
     ra, re = actual.view(itype).ravel(), expected.view(itype).ravel()
     apart = (ra ^ re) < 0
-    if itype is np.int64:
-        ia, ie = ra, re
-    else:
-        ia, ie = ra.astype(np.int64), re.astype(np.int64)
     if not apart.any():
-        return float(np.max(np.abs(ia - ie)))
+        d = ra - re
+        return float(max(int(d.max()), -int(d.min()))) if d.size else 0.0
     keep = ~apart
-    near = float(np.max(np.abs(ia[keep] - ie[keep]))) if keep.any() else 0.0
+    near = 0.0
+    if keep.any():
+        d = ra[keep] - re[keep]
+        near = float(max(int(d.max()), -int(d.min())))
     mask = np.iinfo(itype).max  # every bit but the sign
     far = ((ra[apart] & mask).astype(np.float64) + (re[apart] & mask).astype(np.float64))
     return max(near, float(far.max()))
@@ -248,12 +248,12 @@ def _compare_finite(actual: Array, expected: Array, a: Array, e: Array, d: Array
     a, e, d = a.reshape(-1), e.reshape(-1), d.reshape(-1)  # 0-d too: arrays, not scalars
     diff = np.abs(d)
     abs_e = np.abs(e)
-    allowed = rtol * abs_e
+    allowed = np.multiply(abs_e, rtol)
     allowed += atol
     mismatch = diff > allowed
     n_mismatch = int(np.count_nonzero(mismatch))
     with np.errstate(invalid="ignore", divide="ignore"):
-        rel = diff / abs_e  # 0/0 (equal zeros) is NaN here, 0 in the metric
+        rel = np.divide(diff, abs_e, out=abs_e)  # 0/0 (equal zeros) is NaN, 0 in the metric
     rel[diff == 0] = 0.0
     flat_abs = int(np.argmax(diff))
     flat_rel = int(np.argmax(rel))

@@ -70,6 +70,22 @@ def oracle_error(x: np.ndarray | None, oracle: np.ndarray, dtype: np.dtype) -> O
     values, or sums of squares that overflow float64, take the long-double path."""
     if x is None or np.shape(x) != np.shape(oracle):
         return OracleError(np.inf, np.inf)
+    if isinstance(x, np.ndarray) and isinstance(oracle, np.ndarray):
+        key = (id(x), id(oracle), np.dtype(dtype).str)
+        with _SPLITS_LOCK:
+            hit = _ERRORS.get(key)
+        if hit is not None and hit[0]() is x and hit[1]() is oracle:
+            return hit[2]  # the reference's error, judged once per backend
+        out = _oracle_error(x, oracle, dtype)
+        with _SPLITS_LOCK:
+            if len(_ERRORS) > 512:
+                _ERRORS.clear()
+            _ERRORS[key] = (weakref.ref(x), weakref.ref(oracle), out)
+        return out
+    return _oracle_error(x, oracle, dtype)
+
+
+def _oracle_error(x: np.ndarray, oracle: np.ndarray, dtype: np.dtype) -> OracleError:
     if np.asarray(x).dtype.itemsize <= 8:
         hi, lo = hi_lo(np.asarray(oracle))
         fast = _oracle_error_f64(np.asarray(x, dtype=np.float64), hi, lo, dtype)
@@ -94,6 +110,7 @@ def oracle_error(x: np.ndarray | None, oracle: np.ndarray, dtype: np.dtype) -> O
 
 
 _SPLITS: dict[int, tuple[weakref.ref, np.ndarray, np.ndarray | None]] = {}
+_ERRORS: dict[tuple[int, int, str], tuple[weakref.ref, weakref.ref, OracleError]] = {}
 _SPLITS_LOCK = threading.Lock()
 
 
@@ -118,6 +135,27 @@ def hi_lo(o: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     return hi, lo
 
 
+_SIZES: dict[int, tuple[weakref.ref, float, float]] = {}
+
+
+def _oracle_size(o: np.ndarray) -> tuple[float, float]:
+    """``(sum of squares, max |o|)`` of a float64 oracle tensor, kept while it lives (every
+    backend and the reference are measured against the same one)."""
+    with _SPLITS_LOCK:
+        hit = _SIZES.get(id(o))
+    if hit is not None and hit[0]() is o:
+        return hit[1], hit[2]
+    of = o.ravel()
+    with np.errstate(invalid="ignore", over="ignore"):
+        no2 = float(np.dot(of, of))
+    inf_o = max(float(of.max()), -float(of.min()))
+    with _SPLITS_LOCK:
+        if len(_SIZES) > 512:
+            _SIZES.clear()
+        _SIZES[id(o)] = (weakref.ref(o), no2, inf_o)
+    return no2, inf_o
+
+
 def _oracle_error_f64(x: np.ndarray, o: np.ndarray, lo: np.ndarray | None, dtype: np.dtype
                       ) -> OracleError | None:
     """`oracle_error` in float64 against ``o + lo`` (``lo`` None: zero), or ``None`` when
@@ -129,13 +167,14 @@ def _oracle_error_f64(x: np.ndarray, o: np.ndarray, lo: np.ndarray | None, dtype
         d = x - o
         if lo is not None:
             d -= lo
-        of, df = o.ravel(), d.ravel()
-        no2, nd2 = float(np.dot(of, of)), float(np.dot(df, df))
+        df = d.ravel()
+        no2, inf_o = _oracle_size(o)
+        nd2 = float(np.dot(df, df))
     if not (np.isfinite(no2) and np.isfinite(nd2)):
         return None  # inf/NaN somewhere, or squares beyond float64's range
     eps = float(np.finfo(dtype).eps)
     no, nd = np.sqrt(no2), np.sqrt(nd2)
-    inf_o, max_d = float(np.max(np.abs(o))), float(np.max(np.abs(d)))
+    max_d = max(float(df.max()), -float(df.min()))  # max |d|, without the array |d|
     norm = 0.0 if nd == 0 else (np.inf if no == 0 else float(nd / (no * eps)))
     worst = 0.0 if max_d == 0 else (np.inf if inf_o == 0 else float(max_d / (inf_o * eps)))
     return OracleError(norm, worst)

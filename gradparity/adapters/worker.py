@@ -1,0 +1,217 @@
+"""Adapters in worker processes, started before they are needed.
+
+Most of a short session's time is importing the frameworks (torch about 1.5 s, jax about
+0.8 s on two cores) and JAX's first compilations, one after the other. `start` launches
+one worker per backend (``python -m gradparity.adapters.worker NAME DTYPE``) as soon as
+the backends are known; each imports its framework and measures its kink conventions at
+once, while the session loads the user's code and runs the reference. `started` then
+gives a `WorkerBackend`: the adapter protocol, each call run by the same adapter class in
+the worker on the same pickled arrays, so the results are the in-process ones (same
+code, same machine, same environment). Exceptions come back as themselves.
+
+If a worker is gone (killed, crashed, never started), `WorkerBackend` runs the adapter in
+this process instead: a worker changes when the answer comes, never what it is.
+
+A process that starts workers may hand them to a child process (`handoff`, `adopt`):
+``gradparity debug`` starts them first thing, before its isolated child even starts, and
+kills them when the child ends. Workers also leave when their input closes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import pickle
+import subprocess
+import sys
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from gradparity.core.processes import child_environment
+
+if TYPE_CHECKING:
+    from gradparity.core.gradients import GradientSet
+
+#: The calls a worker serves: the adapter protocol.
+_METHODS = ("available", "unavailable_reason", "gradients", "kink_conventions")
+
+#: The environment variable `handoff` fills for a child process (read by `adopt`).
+ENV = "GRADPARITY_WORKERS"
+
+_STARTED: dict[str, WorkerBackend] = {}
+
+
+class WorkerBackend:
+    """A backend whose calls run in a worker process (see the module docstring)."""
+
+    def __init__(self, name: str, requests: Any = None, replies: Any = None,
+                 proc: subprocess.Popen | None = None) -> None:
+        self.name = name
+        self._requests, self._replies, self._proc = requests, replies, proc
+        self._local: Any = None
+        self._sent: deque[tuple[str, Any]] = deque()  # requests whose replies are unread
+        self._replied: dict[tuple[str, Any], tuple[str, Any]] = {}
+
+    @classmethod
+    def launch(cls, name: str, dtype: str) -> WorkerBackend:
+        """Start the worker of backend ``name`` (it measures ``dtype``'s kink conventions
+        while it waits)."""
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "gradparity.adapters.worker", name, dtype],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                env=child_environment())
+        except OSError:
+            return cls(name)
+        return cls(name, proc.stdin, proc.stdout, proc)
+
+    @staticmethod
+    def _key(method: str, args: tuple) -> tuple[str, Any]:
+        return method, tuple(id(a) if method == "gradients" else a for a in args)
+
+    def _send(self, method: str, args: tuple) -> None:
+        pickle.dump((method, args), self._requests, protocol=pickle.HIGHEST_PROTOCOL)
+        self._requests.flush()
+        self._sent.append(self._key(method, args))
+
+    def prefetch(self, case) -> None:
+        """Ask for everything a judgement of ``case`` needs at once (availability, the
+        gradients, the kink conventions of its dtype): the worker computes while this
+        process does other work; the calls then read the replies."""
+        if self._requests is None:
+            return
+        try:
+            for method, args in (("available", ()), ("gradients", (case,)),
+                                 ("kink_conventions", (case.spec.dtype,))):
+                if self._key(method, args) not in self._sent:
+                    self._send(method, args)
+        except Exception:  # noqa: BLE001 - the worker is gone: the calls run here
+            self.close()
+
+    def _call(self, method: str, *args: Any) -> Any:
+        if self._requests is not None:
+            key = self._key(method, args)
+            try:
+                if key not in self._sent and key not in self._replied:
+                    self._send(method, args)
+                while key not in self._replied:
+                    self._replied[self._sent.popleft()] = pickle.load(self._replies)
+            except Exception:  # noqa: BLE001 - the worker is gone: run here instead
+                self.close()
+            else:
+                kind, value = self._replied.pop(key)
+                if kind == "raised":
+                    raise value
+                return value
+        if self._local is None:
+            from gradparity.adapters.registry import get_backend
+
+            self._local = get_backend(self.name)
+        return getattr(self._local, method)(*args)
+
+    def available(self) -> bool:
+        return bool(self._call("available"))
+
+    def unavailable_reason(self) -> str:
+        return str(self._call("unavailable_reason"))
+
+    def gradients(self, case) -> GradientSet:
+        return self._call("gradients", case)
+
+    def kink_conventions(self, dtype: str) -> dict[str, float]:
+        return dict(self._call("kink_conventions", dtype))
+
+    def close(self) -> None:
+        """Stop using the worker; end it if this process started it."""
+        for f in (self._requests, self._replies):
+            with contextlib.suppress(OSError, AttributeError):
+                f.close()
+        self._requests = self._replies = None
+        self._sent.clear()
+        self._replied.clear()
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            with contextlib.suppress(OSError):
+                proc.kill()
+            proc.wait()
+
+
+def start(names: tuple[str, ...] | list[str], dtype: str = "float64") -> None:
+    """Start a worker for each backend of ``names`` not started yet; ``dtype``: the one
+    whose kink conventions the workers measure while they wait."""
+    for name in names:
+        if name not in _STARTED:
+            _STARTED[name] = WorkerBackend.launch(name, dtype)
+
+
+def started(name: str) -> WorkerBackend | None:
+    """The worker of backend ``name``, if `start` launched one (or `adopt` took it over)."""
+    return _STARTED.get(name)
+
+
+def stop() -> None:
+    """End every worker this process started (and forget those it adopted)."""
+    while _STARTED:
+        _STARTED.popitem()[1].close()
+
+
+def handoff() -> tuple[str, tuple[int, ...]]:
+    """The started workers for a child process: the value of `ENV` and the descriptors to
+    pass (``subprocess.Popen(..., pass_fds=...)``). The child calls `adopt`."""
+    parts, fds = [], []
+    for name, w in _STARTED.items():
+        if w._requests is not None:
+            out, inp = w._requests.fileno(), w._replies.fileno()
+            parts.append(f"{name}:{out}:{inp}")
+            fds += [out, inp]
+    return ",".join(parts), tuple(fds)
+
+
+def adopt(value: str | None = None) -> None:
+    """Use the workers a parent started (`handoff`; default: the value of `ENV`)."""
+    value = os.environ.pop(ENV, "") if value is None else value
+    for part in filter(None, value.split(",")):
+        name, out, inp = part.rsplit(":", 2)
+        try:
+            _STARTED[name] = WorkerBackend(name, os.fdopen(int(out), "wb"),
+                                           os.fdopen(int(inp), "rb"))
+        except (OSError, ValueError):
+            continue
+
+
+# -- the worker ----------------------------------------------------------------------------
+def _serve(name: str, dtype: str) -> None:
+    replies = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # what the framework prints never mixes with the replies
+    requests = sys.stdin.buffer
+    with contextlib.suppress(Exception):  # not installed: the adapter says so when asked
+        importlib.import_module(name.split(".")[0])  # the framework first: torch, jax
+    from gradparity.adapters.registry import get_backend
+
+    backend = get_backend(name)
+    with contextlib.suppress(Exception):  # a failure here shows again when it is asked for
+        if backend.available():
+            backend.kink_conventions(dtype)  # warms its transform
+    while True:
+        try:
+            method, args = pickle.load(requests)
+        except (EOFError, OSError):
+            return
+        if method not in _METHODS:
+            return
+        try:
+            reply: tuple[str, Any] = ("value", getattr(backend, method)(*args))
+        except Exception as exc:  # noqa: BLE001 - raised again by the caller
+            reply = ("raised", exc)
+        try:
+            data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001 - an exception that does not pickle
+            exc = reply[1]
+            data = pickle.dumps(("raised", RuntimeError(f"{type(exc).__name__}: {exc}")))
+        replies.write(data)
+        replies.flush()
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1], sys.argv[2])

@@ -1,0 +1,128 @@
+"""What the benchmark measures: bare forward + backward of each framework, and gradparity's
+warm verdict with its oracle and judge on their own (`measure_network`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+#: (sizes, batch) of the networks measured (relu hidden layers, softmax + cross-entropy).
+NETWORKS = [((784, 256, 256, 10), 128), ((784, 1024, 1024, 10), 512)]
+
+
+def median(xs: list[float]) -> float:
+    s = sorted(xs)
+    n = len(s)
+    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def bare_torch(case):
+    import torch
+
+    dt = torch.float32 if case.spec.dtype == "float32" else torch.float64
+    Ws = [torch.tensor(case.parameters[f"W{i}"], dtype=dt, requires_grad=True)
+          for i in range(1, case.spec.depth + 1)]
+    bs = [torch.tensor(case.parameters[f"b{i}"][:, 0], dtype=dt, requires_grad=True)
+          for i in range(1, case.spec.depth + 1)]
+    x = torch.tensor(case.X.T.copy(), dtype=dt)
+    y = torch.tensor(case.labels.astype("int64"))
+
+    def step():
+        a = x
+        for i, (W, b) in enumerate(zip(Ws, bs, strict=True)):
+            z = torch.nn.functional.linear(a, W, b)
+            a = torch.relu(z) if i < len(Ws) - 1 else z
+        loss = torch.nn.functional.cross_entropy(a, y)
+        grads = torch.autograd.grad(loss, [*Ws, *bs])
+        return [g.numpy() for g in grads]
+
+    return step
+
+
+def bare_jax(case):
+    import jax
+    import jax.numpy as jnp
+
+    dt = case.spec.dtype
+    with jax.enable_x64(dt == "float64"):
+        params = [(jnp.asarray(case.parameters[f"W{i}"], dtype=dt),
+                   jnp.asarray(case.parameters[f"b{i}"][:, 0], dtype=dt))
+                  for i in range(1, case.spec.depth + 1)]
+        x = jnp.asarray(case.X.T, dtype=dt)
+        y = jnp.asarray(case.labels.astype("int32"))
+
+        def J(params):
+            a = x
+            for i, (W, b) in enumerate(params):
+                z = a @ W.T + b
+                a = jax.nn.relu(z) if i < len(params) - 1 else z
+            logp = jax.nn.log_softmax(a, axis=1)
+            return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+        fn = jax.jit(jax.grad(J))
+
+    def step():
+        with jax.enable_x64(dt == "float64"):
+            return jax.device_get(fn(params))
+
+    return step
+
+
+ALL_COLUMNS = ("numpy", "torch", "jax", "verdict", "oracle", "judge")
+
+
+def measure_network(sizes, batch, dtype, repeats: int,
+                    columns: tuple[str, ...] = ALL_COLUMNS) -> dict[str, float]:
+    """Medians (seconds) of ``columns`` (at least the bare three) for one network and
+    dtype; ``bare`` is their sum; with every column, the first verdict and jax compile."""
+    from gradparity.adapters.registry import get_backend
+    from gradparity.core.spec import Spec
+    from gradparity.experiments.runner import evaluate_case
+    from gradparity.judge.tolerances import resolve_tolerances
+    from gradparity.judge.verdict import judge
+    from gradparity.reference.case import make_case
+    from gradparity.reference.mlp import reference_gradients
+    from gradparity.reference.oracle import oracle_gradients
+
+    spec = Spec(sizes, activation="relu", head="softmax_ce", loss_form="logits",
+                dtype=dtype, batch=batch, seed=0)
+    case = make_case(spec)
+    backends = [get_backend("torch"), get_backend("jax")]
+    tol = resolve_tolerances()
+    bare_t, bare_j = bare_torch(case), bare_jax(case)
+    first = {"jax_first": _timed(bare_j)}
+    if columns == ALL_COLUMNS:
+        first["verdict_first"] = _timed(lambda: evaluate_case(case, backends, tolerances=tol))
+    ref = reference_gradients(case)
+    oracle = oracle_gradients(case)
+    got = {b.name: b.gradients(case) for b in backends}
+    kinks = {b.name: b.kink_conventions(dtype) for b in backends}
+
+    def judge_all():
+        for b in backends:
+            judge(case, got[b.name], ref, tolerance=tol[dtype], kink_conventions=kinks[b.name],
+                  oracle=oracle)
+
+    cols: dict[str, Callable[[], object]] = {
+        "numpy": lambda: reference_gradients(case),
+        "torch": bare_t,
+        "jax": bare_j,
+        "verdict": lambda: evaluate_case(case, backends, tolerances=tol),
+        "oracle": lambda: oracle_gradients(case),
+        "judge": judge_all,
+    }
+    cols = {k: v for k, v in cols.items() if k in columns}
+    samples: dict[str, list[float]] = {k: [] for k in cols}
+    for _ in range(repeats):
+        for k, fn in cols.items():
+            samples[k].append(_timed(fn))
+    out = {k: median(v) for k, v in samples.items()}
+    out["bare"] = out["numpy"] + out["torch"] + out["jax"]
+    out.update(first)
+    return out

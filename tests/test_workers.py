@@ -1,0 +1,184 @@
+"""Adapters in worker processes (`gradparity.adapters.worker`): the same answers as in
+process, the same exceptions, a fallback when a worker is gone; and ``gradparity debug``
+starts them before its child, ends them with it, and keeps its parent light."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gradparity.adapters import worker
+from gradparity.adapters.registry import get_backend
+from gradparity.core.spec import Spec
+from gradparity.reference.case import make_case
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = ROOT / "examples" / "seed_backprop.py"
+
+
+@pytest.fixture
+def workers():
+    yield worker
+    worker.stop()
+
+
+def _case(dtype: str = "float64", activation: str = "relu"):
+    return make_case(Spec((4, 5, 5, 1), activation=activation, head="sigmoid_bce",
+                          dtype=dtype, batch=8, seed=3))
+
+
+def _same(a, b) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        x, y = np.asarray(a[k]), np.asarray(b[k])
+        assert x.dtype == y.dtype and x.shape == y.shape, k
+        assert np.array_equal(x, y, equal_nan=True), k
+
+
+@pytest.mark.parametrize("name", ["torch", "jax"])
+def test_a_worker_answers_what_the_adapter_answers_in_process(workers, name):
+    local = get_backend(name)
+    if not local.available():
+        pytest.skip(local.unavailable_reason())
+    workers.start([name], "float32")
+    w = workers.started(name)
+    assert w is not None and w._proc is not None
+    for dtype in ("float64", "float32"):
+        case = _case(dtype, "leaky_relu")
+        w.prefetch(case)
+        assert w.available() is True and w.unavailable_reason() == ""
+        got, want = w.gradients(case), local.gradients(case)
+        _same(got.grads, want.grads)
+        _same(got.forward, want.forward)
+        assert got.loss == want.loss and got.backend == want.backend
+        assert w.kink_conventions(dtype) == local.kink_conventions(dtype)
+    assert w._proc is not None  # answered by the worker, not by the fallback
+
+
+def test_an_exception_in_the_worker_is_raised_here_as_itself(workers):
+    local = get_backend("jax")
+    if not local.available():
+        pytest.skip(local.unavailable_reason())
+    workers.start(["jax"])
+    w = workers.started("jax")
+    want = _raised(lambda: local.gradients("not a case"))
+    got = _raised(lambda: w.gradients("not a case"))
+    assert type(got) is type(want) and str(got) == str(want)
+    assert w._proc is not None  # the worker is still there, and still answers
+    case = _case()
+    _same(w.gradients(case).grads, local.gradients(case).grads)
+
+
+def test_a_killed_worker_is_replaced_by_the_adapter_in_this_process(workers):
+    workers.start(["torch"])
+    w = workers.started("torch")
+    w._proc.kill()
+    w._proc.wait()
+    case = _case()
+    local = get_backend("torch")
+    assert w.available() == local.available()
+    assert w._proc is None  # closed: the calls now run here
+    if local.available():
+        _same(w.gradients(case).grads, local.gradients(case).grads)
+
+
+def test_an_unknown_backend_in_a_worker_fails_as_in_process(workers):
+    workers.start(["nonesuch"])
+    with pytest.raises(type(_raised(lambda: get_backend("nonesuch")))):
+        workers.started("nonesuch").available()
+
+
+def _raised(fn) -> BaseException:
+    try:
+        fn()
+    except BaseException as exc:  # noqa: BLE001
+        return exc
+    raise AssertionError("expected an exception")
+
+
+def test_debug_reports_the_same_with_and_without_workers(tmp_path):
+    from gradparity.debug.api import debug_code
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-m", "gradparity", "debug", str(SEED)], cwd=ROOT,
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    here = debug_code(str(SEED))
+    assert r.stdout == here.report()
+    assert "torch" in r.stdout and "jax" in r.stdout
+
+
+_PROBE = """
+import atexit, sys
+from gradparity.cli import main
+def show():
+    heavy = sorted(m for m in ("pandas", "torch", "jax", "matplotlib") if m in sys.modules)
+    sys.__stderr__.write("HEAVY=" + ",".join(heavy) + "\\n")
+atexit.register(show)
+sys.exit(main(["debug", sys.argv[1], "--backends", sys.argv[2]]))
+"""
+
+
+@pytest.mark.parametrize("backends", ["none", "torch,jax"])
+def test_the_debug_command_itself_imports_no_framework_and_no_pandas(backends):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-c", _PROBE, str(SEED), backends], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "HEAVY=\n" in r.stderr  # the child and the workers import them, not the command
+
+
+def _workers_of(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=,ppid=,args=", "-e"], capture_output=True,
+                         text=True).stdout
+    return [int(line.split()[0]) for line in out.splitlines()
+            if "gradparity.adapters.worker" in line and int(line.split()[1]) == pid]
+
+
+def test_sigterm_ends_the_workers_too(tmp_path):
+    text = SEED.read_text().replace(
+        "import numpy as np\n", "import numpy as np\nimport time\ntime.sleep(600)\n", 1)
+    p = tmp_path / "slow.py"
+    p.write_text(text)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "gradparity", "debug", str(p)],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    pids: list[int] = []
+    while len(pids) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        pids = _workers_of(proc.pid)
+    assert len(pids) == 2  # torch and jax, started by the command before its child
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 143
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):  # killed and reaped
+            os.kill(pid, 0)
+
+
+_SESSION = """
+import sys
+from gradparity.adapters import worker
+worker.start(("torch", "jax"))
+from gradparity.debug.api import debug_code
+r = debug_code(sys.argv[1])
+print(sorted(m for m in ("torch", "jax") if m in sys.modules))
+worker.stop()
+"""
+
+
+def test_a_session_with_workers_leaves_the_frameworks_to_them():
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-c", _SESSION, str(SEED)], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"  # torch and jax ran in the workers only
