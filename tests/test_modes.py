@@ -3,6 +3,8 @@ torch.compile, jax eager, jax.checkpoint and per-example vmap(grad)."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -229,3 +231,38 @@ def test_bench_times_each_backend_with_compile_apart():
     assert list(times["backend"]) == ["torch.func", "jax.checkpoint"]
     assert (times[["first_s", "warm_s", "compile_s"]] >= 0).all().all()
     assert list(summary(times)["cases"]) == [1, 1]
+
+
+@pytest.mark.parametrize("name", ["torch.fwd", "jax.fwd"])
+def test_forward_mode_on_a_network_too_large_for_jacfwd_is_skipped_with_its_reason(name):
+    """A full Jacobian of 784-256-256-10 x 128 would need about a terabyte: the row is
+    ``skipped`` with the reason, at once, never an out-of-memory crash or an error."""
+    from gradparity.experiments.runner import run_specs
+
+    b = get_backend(name)
+    if not b.available():
+        pytest.skip(b.unavailable_reason())
+    big = Spec((784, 256, 256, 10), activation="relu", head="softmax_ce", batch=128)
+    small = Spec((4, 5, 5, 1), activation="relu", head="sigmoid_bce", batch=8)
+    t0 = time.perf_counter()
+    df = run_specs([big, small], backends=[name])
+    assert time.perf_counter() - t0 < 60
+    rows = df[df.case_id == big.case_id]
+    assert list(rows.status) == ["skipped"]
+    reason = rows.reason.iloc[0]
+    assert "jacfwd" in reason and "GRADPARITY_JACFWD_BYTES" in reason and " GB" in reason
+    assert set(df[df.case_id == small.case_id].status) == {"pass"}
+
+
+def test_jacfwd_limit_covers_the_default_suite_and_can_be_changed(monkeypatch):
+    from gradparity.adapters.base import JACFWD_BYTES, CaseNotSupported, check_jacfwd, jacfwd_cost
+    from gradparity.experiments.suites import default_suite
+
+    worst = max(jacfwd_cost(s)[1] for s in default_suite())
+    assert worst < JACFWD_BYTES / 8  # every default case, with room
+    spec = default_suite()[0]
+    monkeypatch.setenv("GRADPARITY_JACFWD_BYTES", str(jacfwd_cost(spec)[1] - 1))
+    with pytest.raises(CaseNotSupported):
+        check_jacfwd(spec, "torch.fwd")
+    monkeypatch.setenv("GRADPARITY_JACFWD_BYTES", str(jacfwd_cost(spec)[1]))
+    check_jacfwd(spec, "torch.fwd")

@@ -17,6 +17,50 @@ import numpy as np
 from gradparity.core.gradients import GradientSet
 from gradparity.reference.mlp import REFERENCE_KINKS
 
+
+class CaseNotSupported(Exception):
+    """This backend does not compute this case, for the reason given: the case's row is
+    ``skipped`` with it (like an unavailable framework), never an ``error``."""
+
+
+#: The memory a full forward-mode Jacobian may take (``GRADPARITY_JACFWD_BYTES`` overrides
+#: it): every default-suite case needs under 0.3 GB.
+JACFWD_BYTES = 4 * 2**30
+
+
+def jacfwd_cost(spec) -> tuple[int, int]:
+    """(tangents, bytes) of ``jacfwd(J)`` on ``spec``'s network: one tangent per element of
+    the parameters, the inputs and the zero probes (dZ, dA), each carrying every layer's
+    activations and their tangents (an estimate, within a small factor)."""
+    sizes, m = spec.sizes, spec.batch
+    params = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
+    units = sum(sizes[1:])
+    tangents = params + m * sizes[0] + 2 * m * units
+    item = np.dtype(spec.dtype).itemsize
+    return tangents, tangents * 4 * m * units * item
+
+
+def check_jacfwd(spec, backend: str) -> None:
+    """`CaseNotSupported` when a full forward-mode Jacobian of ``spec`` would exceed
+    `JACFWD_BYTES`: forward mode is judged on small networks only (basis tangents)."""
+    import os
+
+    limit = JACFWD_BYTES
+    text = os.environ.get("GRADPARITY_JACFWD_BYTES", "")
+    if text.strip():
+        try:
+            limit = int(float(text))
+        except ValueError:
+            pass
+    tangents, need = jacfwd_cost(spec)
+    if need > limit:
+        raise CaseNotSupported(
+            f"{backend}: forward mode here is a full Jacobian (jacfwd), {tangents} tangents "
+            f"and about {need / 2**30:.3g} GB for this network, over the "
+            f"{limit / 2**30:.3g} GB limit (GRADPARITY_JACFWD_BYTES); judge forward mode on "
+            "a smaller network")
+
+
 #: Keys of `Backend.kink_conventions`: hidden activations with a kink at 0, and the L1 head
 #: (the keys of the reference's own conventions).
 KINK_KEYS: tuple[str, ...] = tuple(REFERENCE_KINKS)

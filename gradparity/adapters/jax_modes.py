@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from gradparity.adapters.base import PER_EXAMPLE_MODES, batch_from_per_example
+from gradparity.adapters.base import PER_EXAMPLE_MODES, batch_from_per_example, check_jacfwd
 from gradparity.adapters.jax_grad import JaxBackend, Structure, _import, _objective
 from gradparity.core.gradients import GradientSet
 
@@ -87,6 +87,10 @@ class JaxForwardBackend(_Cached):
     ad_mode = "forward"
     _how = ("forward mode: jax.jit(jax.jacfwd(J)), every gradient element a directional "
             "derivative along a basis vector")
+
+    def gradients(self, case) -> GradientSet:
+        check_jacfwd(case.spec, self.name)
+        return super().gradients(case)
 
     def _build(self, jax: Any, J: Callable[..., Any]) -> Callable[..., Any]:
         def with_loss(*args):

@@ -43,6 +43,7 @@ from gradparity.adapters.base import (
     PER_EXAMPLE_MODES,
     as_numpy,
     batch_from_per_example,
+    check_jacfwd,
     dist_version,
     kink_value,
     modules_found,
@@ -288,6 +289,10 @@ class TorchForwardBackend(TorchFuncBackend):
     ad_mode = "forward"
     _how = ("forward mode: torch.func.jacfwd(J), every gradient element a directional "
             "derivative along a basis vector; dZ, dA via zero probes")
+
+    def gradients(self, case) -> GradientSet:
+        check_jacfwd(case.spec, self.name)
+        return super().gradients(case)
 
     def _transform(self, J: Callable[..., Any]) -> Callable[..., Any]:
         from torch.func import jacfwd

@@ -276,6 +276,7 @@ def _exception_outcome(call: UserCall, order: list[str], what: str
 
 def _framework_runs(case: Case, reference: GradientSet, backends: Sequence[str],
                     tolerance: Tolerance) -> list[FrameworkRun]:
+    from gradparity.adapters.base import CaseNotSupported
     from gradparity.adapters.registry import get_backend
     from gradparity.adapters.worker import started
     from gradparity.judge.verdict import judge
@@ -294,6 +295,9 @@ def _framework_runs(case: Case, reference: GradientSet, backends: Sequence[str],
             got = b.gradients(case)
             verdicts = judge(case, got, reference, tolerance=tolerance,
                              kink_conventions=b.kink_conventions(case.spec.dtype))
+        except CaseNotSupported as exc:
+            runs.append(FrameworkRun(name, "skipped", reason=str(exc)))
+            continue
         except Exception as exc:  # noqa: BLE001 - a framework failure is a row, not a crash
             runs.append(FrameworkRun(name, "error", reason=f"{type(exc).__name__}: {exc}"))
             continue

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from gradparity.adapters.base import Backend
+from gradparity.adapters.base import Backend, CaseNotSupported
 from gradparity.adapters.registry import DEFAULT_BACKENDS, get_backend
 from gradparity.core.gradients import GradientSet
 from gradparity.core.spec import Spec
@@ -137,6 +137,9 @@ def evaluate_case(
             verdicts = judge(case, got, ref, tolerance=tolerances[spec.dtype],
                              kink_conventions=b.kink_conventions(spec.dtype),
                              oracle=oracle, policy=policy, rule=rule)
+        except CaseNotSupported as exc:  # e.g. forward mode on a large network
+            result._status(b.name, "skipped", str(exc))
+            continue
         except Exception as exc:  # noqa: BLE001 - isolate the backend, keep sweeping
             result._status(b.name, "error", f"{type(exc).__name__}: {exc}", exc)
             continue
