@@ -290,8 +290,11 @@ class JaxBackend:
             m = case.m
             params = [(arr(case.parameters[f"W{i}"]), arr(case.parameters[f"b{i}"][:, 0]))
                       for i in range(1, L + 1)]
-            z_probes = [jnp.zeros((m, n), dtype=dtype) for n in spec.sizes[1:]]
-            a_probes = [jnp.zeros((m, n), dtype=dtype) for n in spec.sizes[1:1 + n_a_probes]]
+            # zeros made by NumPy and copied in: jnp.zeros would run (and compile, per
+            # shape) an XLA program of its own for each probe
+            z_probes = [arr(np.zeros((m, n), dtype=dtype)) for n in spec.sizes[1:]]
+            a_probes = [arr(np.zeros((m, n), dtype=dtype))
+                        for n in spec.sizes[1:1 + n_a_probes]]
             x = arr(case.X.T)
             y = arr(case.Y.T)
             labels = (jnp.asarray(case.labels.astype(np.int32)) if target_kind == "labels"
@@ -358,14 +361,14 @@ class JaxBackend:
             W = arr(case.parameters[f"W{layer}"])
             b = arr(case.parameters[f"b{layer}"][:, 0])
             x = arr(a_prev.T)
-            probe = jnp.zeros((case.m, spec.sizes[layer]), dtype=dtype)
+            probe = jnp.asarray(np.zeros((case.m, spec.sizes[layer]), dtype=dtype))
 
             def f(W, b, x, probe):
                 z = x @ W.T + b + probe
                 return act(z), z
 
             (a, z), vjp = jax.vjp(f, W, b, x, probe)
-            dW, db, dx, dz = vjp((arr(dA_out.T), jnp.zeros_like(z)))
+            dW, db, dx, dz = vjp((arr(dA_out.T), arr(np.zeros(z.shape, dtype=dtype))))
             a, z, dW, db, dx, dz = jax.device_get((a, z, dW, db, dx, dz))
 
         def np_(v: Any, what: str, transpose: bool = True) -> np.ndarray:
