@@ -5,15 +5,15 @@
   the constant of ``t = c x params x batch``, in seconds per 10^9.
 * `peak_memory`: the peak resident memory of a fresh process that runs the bare
   frameworks, and of one that runs the verdict, on the same case (``python -m
-  gradparity.bench.scaling NET DTYPE bare|verdict``, one JSON line), above what the same
-  process held once its libraries were imported and the case was made.
+  gradparity.bench.scaling NET DTYPE bare|verdict``, one JSON line): the peak of the
+  resident size while it runs (Linux's ``VmHWM``, restarted after the imports and the
+  case), and that peak above the resident size it started from.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import resource
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -56,12 +56,23 @@ def growth(dtype: str, repeats: int) -> dict[str, object]:
             "bare_fit": fit(xs, bare)}
 
 
-def _rss_now_kb() -> int:
+def _status_kb(field: str) -> int:
+    """``VmRSS`` (resident now) or ``VmHWM`` (its peak) of this process, in kB."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def _reset_peak() -> bool:
+    """Restart the peak (``VmHWM``) from the resident size now (Linux: ``clear_refs``)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def _probe(net: str, dtype: str, what: str) -> dict[str, float]:
@@ -84,8 +95,13 @@ def _probe(net: str, dtype: str, what: str) -> dict[str, float]:
                           dtype=dtype, batch=batch, seed=0))
     backends = [get_backend("torch"), get_backend("jax")]
     tol = resolve_tolerances()
-    before_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    before = _rss_now_kb()
+    import gc
+
+    gc.collect()
+    before_peak = _status_kb("VmHWM")
+    before = _status_kb("VmRSS")
+    if not _reset_peak():
+        raise RuntimeError("peak memory: /proc/self/clear_refs is not writable here")
     if what == "bare":
         steps = [lambda: reference_gradients(case), bare_torch(case), bare_jax(case)]
     else:
@@ -93,7 +109,7 @@ def _probe(net: str, dtype: str, what: str) -> dict[str, float]:
     for _ in range(2):
         for s in steps:
             s()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _status_kb("VmHWM")
     return {"baseline_mb": before / 1024, "baseline_peak_mb": before_peak / 1024,
             "peak_mb": peak / 1024, "extra_mb": (peak - before) / 1024}
 
