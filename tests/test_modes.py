@@ -266,3 +266,6 @@ def test_jacfwd_limit_covers_the_default_suite_and_can_be_changed(monkeypatch):
         check_jacfwd(spec, "torch.fwd")
     monkeypatch.setenv("GRADPARITY_JACFWD_BYTES", str(jacfwd_cost(spec)[1]))
     check_jacfwd(spec, "torch.fwd")
+    monkeypatch.setenv("GRADPARITY_JACFWD_BYTES", "inf")  # no limit, not an error
+    check_jacfwd(Spec((784, 256, 256, 10), activation="relu", head="softmax_ce",
+                      batch=128), "torch.fwd")

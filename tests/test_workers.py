@@ -182,3 +182,30 @@ def test_a_session_with_workers_leaves_the_frameworks_to_them():
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"  # torch and jax ran in the workers only
+
+
+def test_adopted_pipes_are_not_passed_on_to_what_user_code_starts(workers):
+    r, w = os.pipe()
+    os.set_inheritable(r, True)
+    os.set_inheritable(w, True)
+    workers.adopt(f"torch:{w}:{r}")
+    adopted = workers.started("torch")
+    assert adopted is not None
+    assert not os.get_inheritable(r) and not os.get_inheritable(w)
+    adopted.close()
+
+
+def test_debug_out_records_the_settings_of_the_framework_that_computed(tmp_path):
+    import json
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "gradparity", "debug", str(SEED), "--out",
+                        str(out)], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    if not get_backend("torch").available():
+        pytest.skip("torch is not installed")
+    recorded = json.loads((out / "environment.json").read_text())
+    assert recorded["torch_threads"].isdigit()  # torch ran in a worker, not in the child
+    assert "torch_cpu_capability" in recorded

@@ -45,13 +45,15 @@ def check_jacfwd(spec, backend: str) -> None:
     `JACFWD_BYTES`: forward mode is judged on small networks only (basis tangents)."""
     import os
 
-    limit = JACFWD_BYTES
+    limit = float(JACFWD_BYTES)
     text = os.environ.get("GRADPARITY_JACFWD_BYTES", "")
     if text.strip():
         try:
-            limit = int(float(text))
+            limit = float(text)  # inf: no limit
         except ValueError:
             pass
+        if limit != limit:  # NaN: the default
+            limit = float(JACFWD_BYTES)
     tangents, need = jacfwd_cost(spec)
     if need > limit:
         raise CaseNotSupported(
@@ -59,6 +61,22 @@ def check_jacfwd(spec, backend: str) -> None:
             f"and about {need / 2**30:.3g} GB for this network, over the "
             f"{limit / 2**30:.3g} GB limit (GRADPARITY_JACFWD_BYTES); judge forward mode on "
             "a smaller network")
+
+
+def framework_runtime() -> dict[str, str]:
+    """The settings of the frameworks imported in this process that choose their kernels:
+    torch's thread count and vector ISA (empty when torch is not imported here)."""
+    import sys
+
+    out: dict[str, str] = {}
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        out["torch_threads"] = str(torch.get_num_threads())
+        try:
+            out["torch_cpu_capability"] = str(torch.backends.cpu.get_cpu_capability())
+        except Exception:  # noqa: BLE001 - metadata only
+            pass
+    return out
 
 
 #: Keys of `Backend.kink_conventions`: hidden activations with a kink at 0, and the L1 head

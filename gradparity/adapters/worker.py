@@ -9,8 +9,10 @@ gives a `WorkerBackend`: the adapter protocol, each call run by the same adapter
 the worker on the same pickled arrays, so the results are the in-process ones (same
 code, same machine, same environment). Exceptions come back as themselves.
 
-If a worker is gone (killed, crashed, never started), `WorkerBackend` runs the adapter in
-this process instead: a worker changes when the answer comes, never what it is.
+If a worker is gone (killed, crashed, never started), or an answer would not survive the
+trip (an exception that does not unpickle), `WorkerBackend` runs that call in this process
+instead. The answers are those of a clean process: global settings changed by code that
+runs here (``torch.set_default_dtype``, ``jax.config``) do not reach a worker.
 
 A process that starts workers may hand them to a child process (`handoff`, `adopt`):
 ``gradparity debug`` starts them first thing, before its isolated child even starts, and
@@ -23,6 +25,7 @@ import contextlib
 import importlib
 import os
 import pickle
+import signal
 import subprocess
 import sys
 from collections import deque
@@ -33,8 +36,9 @@ from gradparity.core.processes import child_environment
 if TYPE_CHECKING:
     from gradparity.core.gradients import GradientSet
 
-#: The calls a worker serves: the adapter protocol.
-_METHODS = ("available", "unavailable_reason", "gradients", "kink_conventions")
+#: The calls a worker serves: the adapter protocol, and the settings of its framework.
+_METHODS = ("available", "unavailable_reason", "gradients", "kink_conventions",
+            "framework_runtime")
 
 #: The environment variable `handoff` fills for a child process (read by `adopt`).
 ENV = "GRADPARITY_WORKERS"
@@ -50,8 +54,10 @@ class WorkerBackend:
         self.name = name
         self._requests, self._replies, self._proc = requests, replies, proc
         self._local: Any = None
-        self._sent: deque[tuple[str, Any]] = deque()  # requests whose replies are unread
-        self._replied: dict[tuple[str, Any], tuple[str, Any]] = {}
+        # requests whose replies are unread, and replies not asked for yet; each keeps its
+        # arguments alive, so that an id in a key cannot be reused by another case
+        self._sent: deque[tuple[tuple[str, Any], tuple]] = deque()
+        self._replied: dict[tuple[str, Any], tuple[tuple[str, Any], tuple]] = {}
 
     @classmethod
     def launch(cls, name: str, dtype: str) -> WorkerBackend:
@@ -61,7 +67,7 @@ class WorkerBackend:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "gradparity.adapters.worker", name, dtype],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                env=child_environment())
+                env=child_environment(), start_new_session=True)  # killed as a group
         except OSError:
             return cls(name)
         return cls(name, proc.stdin, proc.stdout, proc)
@@ -73,7 +79,10 @@ class WorkerBackend:
     def _send(self, method: str, args: tuple) -> None:
         pickle.dump((method, args), self._requests, protocol=pickle.HIGHEST_PROTOCOL)
         self._requests.flush()
-        self._sent.append(self._key(method, args))
+        self._sent.append((self._key(method, args), args))
+
+    def _pending(self, key: tuple[str, Any]) -> bool:
+        return key in self._replied or any(k == key for k, _ in self._sent)
 
     def prefetch(self, case) -> None:
         """Ask for everything a judgement of ``case`` needs at once (availability, the
@@ -84,7 +93,7 @@ class WorkerBackend:
         try:
             for method, args in (("available", ()), ("gradients", (case,)),
                                  ("kink_conventions", (case.spec.dtype,))):
-                if self._key(method, args) not in self._sent:
+                if not self._pending(self._key(method, args)):
                     self._send(method, args)
         except Exception:  # noqa: BLE001 - the worker is gone: the calls run here
             self.close()
@@ -93,17 +102,24 @@ class WorkerBackend:
         if self._requests is not None:
             key = self._key(method, args)
             try:
-                if key not in self._sent and key not in self._replied:
+                if not self._pending(key):
                     self._send(method, args)
                 while key not in self._replied:
-                    self._replied[self._sent.popleft()] = pickle.load(self._replies)
+                    sent, held = self._sent.popleft()
+                    self._replied[sent] = (pickle.load(self._replies), held)
             except Exception:  # noqa: BLE001 - the worker is gone: run here instead
                 self.close()
             else:
-                kind, value = self._replied.pop(key)
+                (kind, value), _ = self._replied.pop(key)
                 if kind == "raised":
                     raise value
-                return value
+                if kind == "value":
+                    return value
+                # "local": the answer does not travel (it would not unpickle): run here
+        if method == "framework_runtime":  # of this process, which now computes
+            from gradparity.adapters.base import framework_runtime
+
+            return framework_runtime()
         if self._local is None:
             from gradparity.adapters.registry import get_backend
 
@@ -122,6 +138,10 @@ class WorkerBackend:
     def kink_conventions(self, dtype: str) -> dict[str, float]:
         return dict(self._call("kink_conventions", dtype))
 
+    def framework_runtime(self) -> dict[str, str]:
+        """`gradparity.adapters.base.framework_runtime` of the process that computes."""
+        return dict(self._call("framework_runtime"))
+
     def close(self) -> None:
         """Stop using the worker; end it if this process started it."""
         for f in (self._requests, self._replies):
@@ -132,8 +152,8 @@ class WorkerBackend:
         self._replied.clear()
         proc, self._proc = self._proc, None
         if proc is not None:
-            with contextlib.suppress(OSError):
-                proc.kill()
+            with contextlib.suppress(OSError):  # the worker and whatever it started
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
 
@@ -156,6 +176,16 @@ def stop() -> None:
         _STARTED.popitem()[1].close()
 
 
+def runtime() -> dict[str, str]:
+    """The framework settings (threads, vector ISA) of every worker's process: what
+    computed their answers."""
+    out: dict[str, str] = {}
+    for w in _STARTED.values():
+        with contextlib.suppress(Exception):  # metadata only
+            out.update(w.framework_runtime())
+    return out
+
+
 def handoff() -> tuple[str, tuple[int, ...]]:
     """The started workers for a child process: the value of `ENV` and the descriptors to
     pass (``subprocess.Popen(..., pass_fds=...)``). The child calls `adopt`."""
@@ -174,6 +204,8 @@ def adopt(value: str | None = None) -> None:
     for part in filter(None, value.split(",")):
         name, out, inp = part.rsplit(":", 2)
         try:
+            for fd in (int(out), int(inp)):
+                os.set_inheritable(fd, False)  # not passed on to what user code starts
             _STARTED[name] = WorkerBackend(name, os.fdopen(int(out), "wb"),
                                            os.fdopen(int(inp), "rb"))
         except (OSError, ValueError):
@@ -201,14 +233,20 @@ def _serve(name: str, dtype: str) -> None:
         if method not in _METHODS:
             return
         try:
-            reply: tuple[str, Any] = ("value", getattr(backend, method)(*args))
+            if method == "framework_runtime":
+                from gradparity.adapters.base import framework_runtime
+
+                reply: tuple[str, Any] = ("value", framework_runtime())
+            else:
+                reply = ("value", getattr(backend, method)(*args))
         except Exception as exc:  # noqa: BLE001 - raised again by the caller
             reply = ("raised", exc)
         try:
             data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception:  # noqa: BLE001 - an exception that does not pickle
-            exc = reply[1]
-            data = pickle.dumps(("raised", RuntimeError(f"{type(exc).__name__}: {exc}")))
+            if reply[0] == "raised":
+                pickle.loads(data)  # some exceptions pickle but do not unpickle
+        except Exception:  # noqa: BLE001 - the caller runs this call itself
+            data = pickle.dumps(("local", None))
         replies.write(data)
         replies.flush()
 

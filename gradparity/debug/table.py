@@ -84,6 +84,10 @@ def make_debug_table(result: DebugRecord) -> pd.DataFrame:
 def table_parts(result: DebugRecord) -> tuple[list[dict[str, object]], dict[str, str]]:
     """The table's rows and environment, without pandas (a child process sends them; the
     parent makes the table only when it writes one)."""
+    from gradparity.adapters.worker import runtime
     from gradparity.experiments.environment import environment
 
-    return debug_rows(result), environment()
+    env = environment()
+    for k, v in runtime().items():  # the frameworks' settings where they computed
+        env.setdefault(k, v)
+    return debug_rows(result), env

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
 
-from gradparity.adapters.base import dist_version
+from gradparity.adapters.base import dist_version, framework_runtime
 
 
 def _cpu() -> str:
@@ -157,11 +156,5 @@ def environment() -> dict[str, str]:
     }
     for var in KERNEL_VARIABLES:
         env[var] = os.environ.get(var, "")
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        env["torch_threads"] = str(torch.get_num_threads())
-        try:
-            env["torch_cpu_capability"] = str(torch.backends.cpu.get_cpu_capability())
-        except Exception:  # noqa: BLE001 - metadata only
-            pass
+    env.update(framework_runtime())
     return env
