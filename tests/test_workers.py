@@ -209,3 +209,36 @@ def test_debug_out_records_the_settings_of_the_framework_that_computed(tmp_path)
     recorded = json.loads((out / "environment.json").read_text())
     assert recorded["torch_threads"].isdigit()  # torch ran in a worker, not in the child
     assert "torch_cpu_capability" in recorded
+
+
+_REUSED = """
+import os, sys
+from gradparity.adapters import worker
+from gradparity.core.spec import Spec
+from gradparity.reference.case import make_case
+worker.start(("torch",))
+value, fds = worker.handoff()
+worker._STARTED.clear()  # as in a child: this process only has the descriptors
+worker.adopt(value)
+w = worker.started("torch")
+out_fd = int(value.split(":")[1])
+os.close(out_fd)  # user code closes it, then puts a file of its own at that number
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o600)
+os.dup2(fd, out_fd)
+os.close(fd)
+case = make_case(Spec((4, 5, 5, 1), activation="relu", head="sigmoid_bce", batch=8))
+g = w.gradients(case)  # answered here, in process: the file is not the worker's pipe
+print('dW1' in g.grads, w._requests is None)
+"""
+
+
+def test_a_pipe_number_reused_by_user_code_is_never_written_to(tmp_path):
+    if not get_backend("torch").available():
+        pytest.skip("torch is not installed")
+    target = tmp_path / "users_file"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-c", _REUSED, str(target)], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "True True"
+    assert target.read_bytes() == b""  # nothing of the protocol went into the user's file

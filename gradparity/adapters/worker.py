@@ -54,6 +54,9 @@ class WorkerBackend:
         self.name = name
         self._requests, self._replies, self._proc = requests, replies, proc
         self._local: Any = None
+        # the pipes' identities: code running here may close a descriptor and reopen its
+        # number on a file of its own, which must never be written to or read
+        self._pipes = self._identify()
         # requests whose replies are unread, and replies not asked for yet; each keeps its
         # arguments alive, so that an id in a key cannot be reused by another case
         self._sent: deque[tuple[tuple[str, Any], tuple]] = deque()
@@ -71,6 +74,17 @@ class WorkerBackend:
         except OSError:
             return cls(name)
         return cls(name, proc.stdin, proc.stdout, proc)
+
+    def _identify(self) -> tuple[tuple[int, int], ...] | None:
+        try:
+            return tuple((st.st_dev, st.st_ino) for st in (
+                os.fstat(f.fileno()) for f in (self._requests, self._replies)))
+        except (OSError, AttributeError, ValueError):
+            return None
+
+    def _intact(self) -> bool:
+        """The pipes are still the worker's (same descriptors, same open pipes)."""
+        return self._pipes is not None and self._identify() == self._pipes
 
     @staticmethod
     def _key(method: str, args: tuple) -> tuple[str, Any]:
@@ -102,6 +116,8 @@ class WorkerBackend:
         if self._requests is not None:
             key = self._key(method, args)
             try:
+                if not self._intact():
+                    raise OSError("the worker's pipes were closed or replaced")
                 if not self._pending(key):
                     self._send(method, args)
                 while key not in self._replied:
@@ -144,10 +160,12 @@ class WorkerBackend:
 
     def close(self) -> None:
         """Stop using the worker; end it if this process started it."""
-        for f in (self._requests, self._replies):
-            with contextlib.suppress(OSError, AttributeError):
-                f.close()
+        if self._intact():  # else the descriptors may be someone else's now: left alone
+            for f in (self._requests, self._replies):
+                with contextlib.suppress(OSError, AttributeError):
+                    f.close()
         self._requests = self._replies = None
+        self._pipes = None
         self._sent.clear()
         self._replied.clear()
         proc, self._proc = self._proc, None
@@ -206,8 +224,10 @@ def adopt(value: str | None = None) -> None:
         try:
             for fd in (int(out), int(inp)):
                 os.set_inheritable(fd, False)  # not passed on to what user code starts
-            _STARTED[name] = WorkerBackend(name, os.fdopen(int(out), "wb"),
-                                           os.fdopen(int(inp), "rb"))
+            # closefd=False: if code here closes and reuses a number, the file object
+            # never closes what is no longer ours
+            _STARTED[name] = WorkerBackend(name, os.fdopen(int(out), "wb", closefd=False),
+                                           os.fdopen(int(inp), "rb", closefd=False))
         except (OSError, ValueError):
             continue
 
