@@ -234,6 +234,9 @@ def adopt(value: str | None = None) -> None:
 
 # -- the worker ----------------------------------------------------------------------------
 def _serve(name: str, dtype: str) -> None:
+    from gradparity.core.memory import keep_freed_memory
+
+    keep_freed_memory()
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # what the framework prints never mixes with the replies
     requests = sys.stdin.buffer

@@ -133,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="skip the peak memory at the largest network")
     args = p.parse_args(args_list)
     _pin_and_reexec(args_list)
+    from gradparity.core.memory import keep_freed_memory
+
+    keep_freed_memory()  # as the command line does: bare frameworks and verdict alike
     import torch
 
     torch.set_num_threads(1)

@@ -77,6 +77,9 @@ def _reset_peak() -> bool:
 
 def _probe(net: str, dtype: str, what: str) -> dict[str, float]:
     """In this (fresh) process: import, make the case, run ``what`` twice; peak RSS."""
+    from gradparity.core.memory import keep_freed_memory
+
+    keep_freed_memory()  # as the command line does
     import jax  # noqa: F401 - imported before the baseline, as in the verdict
     import torch
 

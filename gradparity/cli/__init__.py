@@ -66,6 +66,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    from gradparity.core.memory import keep_freed_memory
+
+    keep_freed_memory()  # this process's own allocator: temporaries reuse freed memory
     try:
         return args.handler(args)
     except UsageError as e:

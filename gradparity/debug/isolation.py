@@ -222,6 +222,9 @@ def _announce_to(path: Path):
 def _child(work: Path) -> None:
     """Run the session of ``work/request.pickle``; write ``(kind, payload)`` to
     ``work/result.pickle``; leave with ``os._exit`` (stray threads cannot hold us)."""
+    from gradparity.core.memory import keep_freed_memory
+
+    keep_freed_memory()
     dump = open(work / _DUMP, "w")  # noqa: SIM115 - open until os._exit
     faulthandler.register(signal.SIGUSR1, file=dump, all_threads=True)
     cwd = os.getcwd()

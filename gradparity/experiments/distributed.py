@@ -45,7 +45,11 @@ def check_available() -> None:
 
 
 def set_thread_limits(threads: int = WORKER_THREADS) -> None:
-    """This process's thread counts: the BLAS/OpenMP variables, and torch's if loaded."""
+    """This process's thread counts: the BLAS/OpenMP variables, and torch's if loaded;
+    and its allocator (`gradparity.core.memory.keep_freed_memory`)."""
+    from gradparity.core.memory import keep_freed_memory
+
+    keep_freed_memory()
     for name in _THREAD_VARIABLES:
         os.environ[name] = str(threads)
     import sys
