@@ -428,6 +428,8 @@ def test_check_fails_when_torch_gets_less_accurate(saved, capsys, monkeypatch):
         return g
 
     monkeypatch.setattr(torch_autograd.TorchBackend, "gradients", perturbed)
+    # the patch exists in this process only: torch must not run in a worker of its own
+    monkeypatch.setenv("GRADPARITY_CONCURRENT", "off")
     code, out, err = _check(saved, capsys)
     assert code == 1, out + err
     lines = out.splitlines()

@@ -19,6 +19,11 @@ user should know, both JAX's design (one persistent cache per process):
   process: the user's own jitted functions are then looked up there too (and stored there
   when they take longer than JAX's own threshold to compile). Turn the cache off
   (``"off"``) to keep a process free of it.
+
+The ``jax`` backend's own programs (and those of the other jitted JAX backends) are kept
+in the same folder, under ``executables/``, as executables gradparity stores and finds by
+a key of its own (`stored_call`): JAX finds a program in its cache only after tracing and
+lowering it again, which was two thirds of a warm case's time.
 """
 
 from __future__ import annotations
@@ -62,6 +67,13 @@ def cache_dir() -> Path | None:
     return Path(value).expanduser() if value else default_cache_dir()
 
 
+def cache_environment() -> dict[str, str]:
+    """``{GRADPARITY_CACHE: the folder in use, or "off"}``: for the environment of a child
+    process that must use this process's choice (``--cache-dir`` included)."""
+    folder = cache_dir()
+    return {ENV_VAR: OFF if folder is None else str(folder)}
+
+
 @contextlib.contextmanager
 def compilation_cache(jax: Any) -> Iterator[Path | None]:
     """Run a block with JAX's persistent cache in `cache_dir`; yields the folder used
@@ -89,3 +101,157 @@ def compilation_cache(jax: Any) -> Iterator[Path | None]:
         finally:
             config.update("jax_compilation_cache_dir", own)
             config.update("jax_persistent_cache_min_compile_time_secs", before)
+
+
+# -- executables stored by gradparity ------------------------------------------------------
+#: Bumped when what `_key` covers or how an entry is written changes.
+_FORMAT = 1
+_LOADED: dict[str, Any] = {}  # key -> executable, in this process
+_LOADED_MAX = 512
+
+
+def stored_call(jax: Any, fn: Any, name: str, structure: tuple, args: tuple) -> Any:
+    """``jax.device_get(fn(*args))`` for a jitted ``fn``, without tracing or lowering it
+    when an earlier run stored its executable.
+
+    JAX looks a program up in its persistent cache by the program's own text, so even a
+    warm run traces and lowers every shape first (about two thirds of a warm case's time
+    on small networks). Here the executable is stored under `cache_dir` ``/executables``
+    and found by a key made of everything the compiled program depends on: the backend
+    ``name`` and ``structure``, the arguments' tree, shapes, dtypes and weak types, the
+    source of gradparity's JAX adapters, the versions of gradparity, jax and jaxlib, JAX's
+    configuration, the ``XLA_*``/``JAX_*`` environment variables, the device and this
+    CPU's model and features. A stored executable that fails to load or run is deleted
+    and the program compiled again; results are those of ``fn(*args)``, bit for bit (the
+    same compiled program). Like JAX's own cache, the folder holds machine code: it must
+    be as private as the user's other caches. ``fn`` without ``lower`` (no jit), or the
+    cache turned off: plain ``fn(*args)``.
+    """
+    folder = cache_dir()
+    if folder is None or not hasattr(fn, "lower"):
+        with compilation_cache(jax):
+            return jax.device_get(fn(*args))
+    key = _key(jax, name, structure, args)
+    path = folder / "executables" / f"{key}.bin"
+    with _LOCK:
+        exe = _LOADED.get(key)
+    if exe is None:
+        exe = _load(jax, path)
+    if exe is not None:
+        try:
+            return jax.device_get(exe(*args))
+        except Exception:  # noqa: BLE001 - a broken entry: compile again below
+            with _LOCK:
+                _LOADED.pop(key, None)
+            with contextlib.suppress(OSError):
+                path.unlink()
+    exe = _compile_fresh(jax, fn, args)
+    _store(jax, exe, path)
+    with _LOCK:
+        if len(_LOADED) >= _LOADED_MAX:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = exe
+    return jax.device_get(exe(*args))
+
+
+def _compile_fresh(jax: Any, fn: Any, args: tuple) -> Any:
+    """``fn.lower(*args).compile()`` with JAX's persistent cache off: an executable JAX
+    read back from its cache does not serialise into one that loads again."""
+    config = jax.config
+    with _LOCK:
+        before = config.jax_enable_compilation_cache
+        config.update("jax_enable_compilation_cache", False)
+        try:
+            return fn.lower(*args).compile()
+        finally:
+            config.update("jax_enable_compilation_cache", before)
+
+
+def _load(jax: Any, path: Path) -> Any:
+    import pickle
+
+    from jax.experimental import serialize_executable
+
+    try:
+        with open(path, "rb") as f:
+            payload, in_tree, out_tree = pickle.load(f)
+        return serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
+    except FileNotFoundError:
+        return None
+    except Exception:  # noqa: BLE001 - unreadable or stale: compiled again, then replaced
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return None
+
+
+def _store(jax: Any, exe: Any, path: Path) -> None:
+    """Write ``exe`` to ``path`` atomically (other processes may read or write it too);
+    any failure leaves the run as it is, only slower next time."""
+    import pickle
+    import tempfile
+
+    from jax.experimental import serialize_executable
+
+    try:
+        data = pickle.dumps(serialize_executable.serialize(exe),
+                            protocol=pickle.HIGHEST_PROTOCOL)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except Exception:  # noqa: BLE001 - a cache write never fails a run
+        return
+
+
+def _key(jax: Any, name: str, structure: tuple, args: tuple) -> str:
+    import hashlib
+
+    leaves, tree = jax.tree_util.tree_flatten(args)
+    avals = [(tuple(x.shape), str(x.dtype), bool(getattr(x, "weak_type", False)))
+             for x in leaves]
+    config = sorted((k, repr(v)) for k, v in jax.config.values.items() if "cache" not in k)
+    environ = sorted((k, v) for k, v in os.environ.items() if k.startswith(("XLA_", "JAX_")))
+    devices = [(d.platform, d.device_kind) for d in jax.devices()]
+    text = repr((_FORMAT, _static_identity(), name, structure, str(tree), avals, config,
+                 environ, devices, bool(jax.config.read("jax_enable_x64"))))
+    return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+_IDENTITY: tuple | None = None
+#: The adapters' modules whose code JAX traces into the stored programs.
+_TRACED_SOURCES = ("jax_grad.py", "jax_modes.py")
+
+
+def _static_identity() -> tuple:
+    """What stays the same for this process: versions, the adapters' source, the CPU."""
+    global _IDENTITY
+    if _IDENTITY is None:
+        import hashlib
+        import platform
+        from importlib.metadata import PackageNotFoundError, version
+
+        def ver(dist: str) -> str:
+            try:
+                return version(dist)
+            except PackageNotFoundError:
+                return ""
+
+        source = hashlib.sha256()
+        here = Path(__file__).resolve().parent
+        for name in _TRACED_SOURCES:
+            source.update(name.encode() + (here / name).read_bytes())
+        cpu = ""
+        with contextlib.suppress(OSError):
+            info = Path("/proc/cpuinfo").read_text(errors="replace").split("\n\n")[0]
+            cpu = "\n".join(line for line in info.splitlines()
+                            if line.split(":")[0].strip() in ("vendor_id", "model name",
+                                                              "flags", "cpu family", "model"))
+        _IDENTITY = (ver("gradparity"), ver("jax"), ver("jaxlib"), source.hexdigest(),
+                     platform.machine(), platform.processor(), cpu)
+    return _IDENTITY

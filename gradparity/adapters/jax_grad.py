@@ -36,7 +36,7 @@ from gradparity.adapters.base import (
     kink_value,
     modules_found,
 )
-from gradparity.adapters.jax_cache import compilation_cache
+from gradparity.adapters.jax_cache import compilation_cache, stored_call
 from gradparity.core.gradients import GradientSet
 from gradparity.core.spec import HUBER_DELTA, LEAKY_SLOPE
 
@@ -281,7 +281,7 @@ class JaxBackend:
         structure: Structure = (L, spec.activation, spec.head, form, spec.dtype, target_kind)
         n_a_probes = L - 1 + (form == "probs")
 
-        with compilation_cache(jax), jax.enable_x64(spec.dtype == "float64"):
+        with jax.enable_x64(spec.dtype == "float64"):
             fn = self._function(structure)
 
             def arr(a: np.ndarray) -> Any:
@@ -299,7 +299,8 @@ class JaxBackend:
             y = arr(case.Y.T)
             labels = (jnp.asarray(case.labels.astype(np.int32)) if target_kind == "labels"
                       else None)
-            raw = jax.device_get(fn(params, z_probes, a_probes, x, y, labels))
+            raw = stored_call(jax, fn, self.name, structure,
+                              (params, z_probes, a_probes, x, y, labels))
         return raw, structure
 
     def gradients(self, case) -> GradientSet:

@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 _METHODS = ("available", "unavailable_reason", "gradients", "kink_conventions",
             "framework_runtime")
 
+#: Calls whose answer never changes in a worker (no user code runs there): asked once.
+_CONSTANT = ("available", "unavailable_reason", "kink_conventions", "framework_runtime")
+
 #: The environment variable `handoff` fills for a child process (read by `adopt`).
 ENV = "GRADPARITY_WORKERS"
 
@@ -61,16 +64,21 @@ class WorkerBackend:
         # arguments alive, so that an id in a key cannot be reused by another case
         self._sent: deque[tuple[tuple[str, Any], tuple]] = deque()
         self._replied: dict[tuple[str, Any], tuple[tuple[str, Any], tuple]] = {}
+        self._known: dict[tuple[str, Any], Any] = {}  # answers of the _CONSTANT calls
 
     @classmethod
     def launch(cls, name: str, dtype: str) -> WorkerBackend:
         """Start the worker of backend ``name`` (it measures ``dtype``'s kink conventions
         while it waits)."""
+        from gradparity.adapters.jax_cache import cache_environment
+
+        env = child_environment()
+        env.update(cache_environment())  # --cache-dir, passed on
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "gradparity.adapters.worker", name, dtype],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                env=child_environment(), start_new_session=True)  # killed as a group
+                env=env, start_new_session=True)  # killed as a group
         except OSError:
             return cls(name)
         return cls(name, proc.stdin, proc.stdout, proc)
@@ -107,14 +115,17 @@ class WorkerBackend:
         try:
             for method, args in (("available", ()), ("gradients", (case,)),
                                  ("kink_conventions", (case.spec.dtype,))):
-                if not self._pending(self._key(method, args)):
+                key = self._key(method, args)
+                if key not in self._known and not self._pending(key):
                     self._send(method, args)
         except Exception:  # noqa: BLE001 - the worker is gone: the calls run here
             self.close()
 
     def _call(self, method: str, *args: Any) -> Any:
+        key = self._key(method, args)
+        if key in self._known:
+            return self._known[key]
         if self._requests is not None:
-            key = self._key(method, args)
             try:
                 if not self._intact():
                     raise OSError("the worker's pipes were closed or replaced")
@@ -130,6 +141,8 @@ class WorkerBackend:
                 if kind == "raised":
                     raise value
                 if kind == "value":
+                    if method in _CONSTANT:
+                        self._known[key] = value
                     return value
                 # "local": the answer does not travel (it would not unpickle): run here
         if method == "framework_runtime":  # of this process, which now computes
@@ -168,6 +181,7 @@ class WorkerBackend:
         self._pipes = None
         self._sent.clear()
         self._replied.clear()
+        self._known.clear()  # this process computes now: its own answers
         proc, self._proc = self._proc, None
         if proc is not None:
             with contextlib.suppress(OSError):  # the worker and whatever it started

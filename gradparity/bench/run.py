@@ -35,20 +35,23 @@ def _pin_and_reexec(argv: list[str], module: str = "gradparity.bench") -> None:
     os.execve(sys.executable, [sys.executable, "-m", module, *argv], env)
 
 
-def suite_times(repeats: int = 1) -> tuple[float, float]:
-    """Wall time of ``gradparity run`` on the default suite with a fresh compilation cache
-    (cold) and again with it filled (warm), each in a new process."""
-    cold, warm = [], []
+def suite_times(repeats: int = 1) -> tuple[float, float, float]:
+    """Wall time of ``gradparity run --no-report`` on the default suite with a fresh
+    compilation cache (cold), again with it filled (warm), and warm with every framework
+    in the one process (``--no-concurrent``), each in a new process."""
+    cold, warm, alone = [], [], []
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as tmp:
             cache = Path(tmp) / "cache"
-            for i, bucket in enumerate((cold, warm)):
+            for i, (bucket, extra) in enumerate(((cold, []), (warm, []),
+                                                 (alone, ["--no-concurrent"]))):
                 cmd = [sys.executable, "-m", "gradparity", "run", "--out",
-                       str(Path(tmp) / f"run{i}"), "-q", "--cache-dir", str(cache)]
+                       str(Path(tmp) / f"run{i}"), "-q", "--no-report", "--cache-dir",
+                       str(cache), *extra]
                 t0 = time.perf_counter()
                 subprocess.run(cmd, check=False, capture_output=True)
                 bucket.append(time.perf_counter() - t0)
-    return median(cold), median(warm)
+    return median(cold), median(warm), median(alone)
 
 
 def import_times() -> dict[str, float]:
@@ -166,8 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_debug:
         _print_debug(args.repeats)
     if not args.no_suite:
-        cold, warm = suite_times()
-        print(f"\ndefault suite, `gradparity run` in a new process: cold (empty compilation "
-              f"cache) {cold:.1f} s, warm {warm:.1f} s")
+        cold, warm, alone = suite_times()
+        print(f"\ndefault suite, `gradparity run --no-report` in a new process: cold (empty "
+              f"compilation cache) {cold:.1f} s, warm {warm:.1f} s (all in one process, "
+              f"--no-concurrent: {alone:.1f} s)")
     print(f"\n({_load()} at the end)")
     return 0

@@ -648,12 +648,14 @@ def rerunnable(baseline: Baseline) -> tuple[Baseline, list[str]]:
     return baseline.restricted(pairs), notes
 
 
-def rerun_baseline(baseline: Baseline, *, progress: Callable[..., None] | None = None
-                   ) -> pd.DataFrame:
-    """Run every case of ``baseline`` again, on its backends with its tolerances and policy.
+def rerun_baseline(baseline: Baseline, *, progress: Callable[..., None] | None = None,
+                   concurrent: bool = False) -> pd.DataFrame:
+    """Run every case of ``baseline`` again, on its backends with its tolerances and policy
+    (``concurrent``: see `run_specs`).
 
     Every case must be rerunnable (see `rerunnable`). Rows come back in the baseline's
-    case order; the table's ``attrs["environment"]`` is the current environment.
+    case order; the table's ``attrs["environment"]`` is the current environment (with the
+    frameworks' settings of the processes that computed).
     """
     import pandas as pd
 
@@ -680,7 +682,7 @@ def rerun_baseline(baseline: Baseline, *, progress: Callable[..., None] | None =
 
         tol = {d: Tolerance(rtol=rtol, atol=atol) for d in DTYPES}
         tables.append(run_specs(specs, backends=list(backends), tolerances=tol,
-                                progress=report, policy=policy))
+                                progress=report, policy=policy, concurrent=concurrent))
         done += len(specs)
     if not tables:
         return run_specs([], backends=[])
@@ -689,7 +691,8 @@ def rerun_baseline(baseline: Baseline, *, progress: Callable[..., None] | None =
         order = {c.case_id: i for i, c in enumerate(baseline.cases)}
         rank = df["case_id"].map(order)
         df = df.iloc[rank.argsort(kind="stable")].reset_index(drop=True)
-    df.attrs["environment"] = dict(sorted(environment().items()))
+    df.attrs["environment"] = dict(sorted(
+        (tables[0].attrs.get("environment") or environment()).items()))
     return df
 
 

@@ -50,12 +50,11 @@ def run_under(baseline: Baseline, variables: Mapping[str, str], *,
     table's ``attrs["environment"]`` is the child's."""
     import pandas as pd
 
-    from gradparity.adapters.jax_cache import ENV_VAR, cache_dir
+    from gradparity.adapters.jax_cache import cache_environment
     from gradparity.experiments.environment import kernel_environment
 
     env = kernel_environment(dict(variables))
-    folder = cache_dir()
-    env[ENV_VAR] = "off" if folder is None else str(folder)  # --cache-dir, passed on
+    env.update(cache_environment())  # --cache-dir, passed on
     with tempfile.TemporaryDirectory(prefix="gradparity-kernels-") as tmp:
         src, dst = Path(tmp) / "cases.pkl", Path(tmp) / "table.pkl"
         with open(src, "wb") as f:
@@ -95,9 +94,10 @@ def make_baseline(
     progress: Callable[..., None] | None = None,
     kernels: Mapping[str, Mapping[str, str]] | None = None,
     kernel_progress: Callable[[str], None] | None = None,
+    concurrent: bool = False,
 ) -> tuple[Baseline, pd.DataFrame, dict[str, pd.DataFrame]]:
-    """Run ``specs`` (`run_specs`); then, for each of ``kernels`` (``{name: variables}``,
-    e.g. `other_configurations`), run them again in a child
+    """Run ``specs`` (`run_specs`, with ``concurrent``); then, for each of ``kernels``
+    (``{name: variables}``, e.g. `other_configurations`), run them again in a child
     process under those kernel variables. Returns the baseline (rows over all the runs,
     see `baseline_from_table`), the main run's table and the other runs' tables."""
     from gradparity.experiments.runner import run_specs
@@ -105,7 +105,7 @@ def make_baseline(
 
     tol = dict(tolerances or resolve_tolerances())
     table = run_specs(specs, backends=backends, tolerances=tol, progress=progress,
-                      policy=policy)
+                      policy=policy, concurrent=concurrent)
     cases = cases_of(specs, backends, tol, policy)
     others = kernel_tables(Baseline(cases=cases, rows=[]), dict(kernels or {}),
                            progress=kernel_progress)
@@ -146,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with open(args.cases, "rb") as f:
         baseline = pickle.load(f)  # written by run_under in the parent, a moment ago
-    table = rerun_baseline(baseline)
+    from gradparity.core.processes import concurrent_default
+
+    table = rerun_baseline(baseline, concurrent=concurrent_default())
     table.to_pickle(args.table)
     return 0
 

@@ -25,6 +25,7 @@ from gradparity.cli.common import (
 )
 from gradparity.cli.run import case_progress, select_run, status_counts_text
 from gradparity.core.errors import UsageError
+from gradparity.core.processes import concurrent_default
 
 #: Shown in --help; the value lives in gradparity.ci.baseline.DEFAULT_FACTOR (a test checks).
 _FACTOR_HELP = "4"
@@ -161,7 +162,7 @@ def cmd_save(args: argparse.Namespace) -> int:
     baseline, table, others = make_baseline(
         specs, backends=backends, tolerances=tolerances, policy=args.policy,
         source=_source(args), progress=case_progress(args.quiet), kernels=kernels,
-        kernel_progress=said)
+        kernel_progress=said, concurrent=concurrent_default())
     save_baseline(baseline, out, force=args.force)
     if args.results:
         from gradparity.experiments.report import write_results
@@ -218,7 +219,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not runnable.cases:
         raise UsageError(f"--baseline={args.baseline!r}: no case can be run again")
 
-    table = rerun_baseline(runnable, progress=case_progress(args.quiet))
+    table = rerun_baseline(runnable, progress=case_progress(args.quiet),
+                           concurrent=concurrent_default())
     if args.out:
         from gradparity.experiments.report import write_results
 

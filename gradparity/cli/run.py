@@ -53,6 +53,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="also run each layer on the reference's upstream values, to "
                      "separate the error a layer introduces from the error it inherits")
     add_cluster_options(run, "run the cases")
+    run.add_argument("--concurrent", action=argparse.BooleanOptionalAction, default=None,
+                     help="run each framework in a worker process of its own, a case "
+                     "ahead of the judging (default: on with two CPUs or more, unless "
+                     "GRADPARITY_CONCURRENT=off); the table is the same")
     add_cache_option(run)
     report = run.add_mutually_exclusive_group()
     report.add_argument("--report", action="store_true", default=None,
@@ -147,9 +151,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         with open_client(address=args.dask, workers=args.workers) as client:
             df = run_specs_distributed(specs, client, **options)
     else:
+        from gradparity.core.processes import concurrent_default
         from gradparity.experiments.runner import run_specs
 
-        df = run_specs(specs, **options)
+        concurrent = concurrent_default() if args.concurrent is None else args.concurrent
+        df = run_specs(specs, concurrent=concurrent, **options)
     extra = {}
     if with_report:
         from gradparity.experiments.io import text_writer

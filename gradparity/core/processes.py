@@ -13,3 +13,18 @@ def child_environment() -> dict[str, str]:
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     return env
+
+
+def concurrent_default() -> bool:
+    """The command line's choice of `run_specs`' ``concurrent``: on when this process may
+    use two CPUs or more; ``GRADPARITY_CONCURRENT=off`` turns it off, ``on`` on."""
+    setting = os.environ.get("GRADPARITY_CONCURRENT", "").strip().lower()
+    if setting in ("off", "0", "no", "false"):
+        return False
+    if setting in ("on", "1", "yes", "true"):
+        return True
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return cpus >= 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Mapping
 
 from gradparity.adapters.base import dist_version, framework_runtime
 
@@ -135,9 +136,10 @@ def _blas() -> str:
         return "unknown"
 
 
-def environment() -> dict[str, str]:
+def environment(runtime: Mapping[str, str] | None = None) -> dict[str, str]:
     """Versions, BLAS, CPU and its SIMD features, kernel variables and threads, as strings
-    (stable keys, sorted when written)."""
+    (stable keys, sorted when written). ``runtime``: the frameworks' settings
+    (`framework_runtime`) of the processes that computed, when not this one."""
     from gradparity.core import __version__
 
     env = {
@@ -156,5 +158,5 @@ def environment() -> dict[str, str]:
     }
     for var in KERNEL_VARIABLES:
         env[var] = os.environ.get(var, "")
-    env.update(framework_runtime())
+    env.update(framework_runtime() if runtime is None else runtime)
     return env

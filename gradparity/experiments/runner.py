@@ -99,6 +99,7 @@ def evaluate_case(
     policy: str = "allclose",
     rule: CalibratedRule = DEFAULT_RULE,
     layer_own: bool = False,
+    identity: tuple[Case, str, bool] | None = None,
 ) -> CaseResult:
     """Judge every backend on one case (a `Spec`, or a `Case` with its arrays).
 
@@ -106,12 +107,13 @@ def evaluate_case(
     for every backend, one in a backend an ``error`` for that backend; an unavailable
     backend is ``skipped``. ``tolerances`` is the per-dtype table; with ``layer_own``,
     every layer of every judged backend also runs on the reference's upstream values
-    (rows with ``mode="layer_own"``, which leave the statuses alone).
+    (rows with ``mode="layer_own"``, which leave the statuses alone). ``identity``:
+    ``case_identity(item)`` when the caller has it already.
     """
     spec = item if isinstance(item, Spec) else item.spec
     result = CaseResult(spec, spec.case_id)
     try:
-        case, case_id, rerun = case_identity(item)
+        case, case_id, rerun = identity or case_identity(item)
         ref = reference_gradients(case)
         oracle = oracle_gradients(case)
     except Exception as exc:  # noqa: BLE001 - isolate the case, keep sweeping
@@ -181,6 +183,7 @@ def run_specs(
     policy: str = "allclose",
     rule: CalibratedRule = DEFAULT_RULE,
     layer_own: bool = False,
+    concurrent: bool = False,
 ) -> pd.DataFrame:
     """Run every spec on every backend and return the tidy table (see `tables.COLUMNS`),
     a `ResultTable` (a DataFrame that renders with a summary in Jupyter).
@@ -196,15 +199,84 @@ def run_specs(
             calibrated rule (see `gradparity.judge.policy`).
         layer_own: also run every layer of every backend on the reference's upstream
             values (rows with ``mode="layer_own"``; see `gradparity.judge.layer_own`).
+        concurrent: run each framework backend named in ``backends`` in a worker process
+            of its own (`gradparity.adapters.worker`), one case ahead: the frameworks
+            compute the next case while this process judges the current one. Same
+            adapters, same arrays, same table; a worker that fails hands its calls back
+            to this process.
     """
     check_policy(policy)
     tol = tolerances or resolve_tolerances()
     adapters = [get_backend(b) if isinstance(b, str) else b for b in backends]
+    workers = _framework_workers(backends, adapters, specs) if concurrent else {}
+    adapters = [workers.get(i, a) for i, a in enumerate(adapters)]
     rows: list[dict[str, object]] = []
-    for i, item in enumerate(specs, start=1):
-        result = evaluate_case(item, adapters, tolerances=tol, policy=policy, rule=rule,
-                               layer_own=layer_own)
-        rows += result.rows
-        if progress:
-            progress(i, len(specs), result.spec, result.statuses)
-    return result_table(make_table(rows, environment()))
+    try:
+        ahead = _Ahead(specs, list(workers.values()))
+        for i, item in enumerate(specs, start=1):
+            result = evaluate_case(item, adapters, tolerances=tol, policy=policy,
+                                   rule=rule, layer_own=layer_own,
+                                   identity=ahead.identity(i - 1))
+            rows += result.rows
+            if progress:
+                progress(i, len(specs), result.spec, result.statuses)
+        runtime = _runtime(workers.values())
+    finally:
+        for w in workers.values():
+            w.close()
+    return result_table(make_table(rows, environment(runtime)))
+
+
+def _framework_workers(backends: Sequence[str | Backend], adapters: Sequence[Backend],
+                       specs: Sequence[Spec | Case]) -> dict[int, Backend]:
+    """A started worker (`gradparity.adapters.worker.WorkerBackend`) for each of
+    gradparity's own framework adapters that was given by name and is installed, by its
+    position in ``backends``; backend objects of the caller's own stay here."""
+    from gradparity.adapters.worker import WorkerBackend
+
+    dtype = next((s if isinstance(s, Spec) else s.spec).dtype for s in specs) \
+        if specs else "float64"
+    return {i: WorkerBackend.launch(b, dtype)
+            for i, (b, a) in enumerate(zip(backends, adapters, strict=True))
+            if isinstance(b, str) and b != "reference" and getattr(a, "name", None) == b
+            and type(a).__module__.startswith("gradparity.adapters.") and a.available()}
+
+
+def _runtime(workers) -> dict[str, str] | None:
+    """The framework settings of the processes that computed (None: this one)."""
+    out: dict[str, str] = {}
+    for w in workers:
+        try:
+            out.update(w.framework_runtime())
+        except Exception:  # noqa: BLE001 - metadata only
+            continue
+    return out or None
+
+
+class _Ahead:
+    """The cases' identities (`case_identity`), each made one case ahead and sent to the
+    workers at once, so that they compute case i + 1 while case i is judged here."""
+
+    def __init__(self, specs: Sequence[Spec | Case], workers: list) -> None:
+        self._specs, self._workers = specs, workers
+        self._made: dict[int, tuple[Case, str, bool] | None] = {}
+
+    def _make(self, i: int) -> None:
+        if i in self._made or i >= len(self._specs):
+            return
+        try:
+            made = case_identity(self._specs[i])
+        except Exception:  # noqa: BLE001 - evaluate_case makes it again and reports it
+            made = None
+        self._made[i] = made
+        if made is not None:
+            for w in self._workers:
+                w.prefetch(made[0])
+
+    def identity(self, i: int) -> tuple[Case, str, bool] | None:
+        """Case i's identity (None: `evaluate_case` makes it), after sending case i + 1."""
+        if not self._workers:
+            return None
+        self._make(i)
+        self._make(i + 1)
+        return self._made.pop(i)

@@ -1,0 +1,216 @@
+"""Fast warm runs: the JAX adapter's programs stored as executables between runs
+(`gradparity.adapters.jax_cache.stored_call`), and the frameworks computing one case ahead
+in worker processes (`run_specs(concurrent=True)`). Neither may change a table."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from gradparity.adapters import jax_cache, worker
+from gradparity.adapters.registry import get_backend
+from gradparity.core.processes import child_environment, concurrent_default
+from gradparity.experiments.runner import run_specs
+from gradparity.experiments.suites import quick_suite
+
+JAX = get_backend("jax")
+TORCH = get_backend("torch")
+needs_jax = pytest.mark.skipif(not JAX.available(), reason="jax is not installed")
+needs_both = pytest.mark.skipif(not (JAX.available() and TORCH.available()),
+                                reason="torch and jax are needed")
+
+#: A fresh process runs the quick suite on jax and prints how many times J was traced,
+#: the store's entries, and the table's digest.
+_SCRIPT = """
+import hashlib, json, os
+from gradparity.adapters.jax_grad import jit_cache_info
+from gradparity.experiments.runner import run_specs
+from gradparity.experiments.suites import quick_suite
+df = run_specs(quick_suite(), backends=["jax"])
+folder = os.path.join(os.environ["GRADPARITY_CACHE"], "executables")
+entries = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+print(json.dumps({"traces": jit_cache_info()["traces"], "entries": entries,
+                  "table": hashlib.sha256(df.to_csv(index=False).encode()).hexdigest()}))
+"""
+
+
+def _fresh_run(cache: str, **env_extra: str) -> dict:
+    env = child_environment()
+    env.update(GRADPARITY_CACHE=cache, **env_extra)
+    out = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True,
+                         text=True, timeout=600, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@needs_jax
+def test_a_second_run_loads_the_stored_programs_and_traces_nothing(tmp_path):
+    cache = str(tmp_path / "cache")
+    first = _fresh_run(cache)
+    second = _fresh_run(cache)
+    off = _fresh_run("off")
+    assert first["traces"] > 0 and first["entries"]
+    assert second["traces"] == 0, "a warm run traced J again: the store was not used"
+    assert second["entries"] == first["entries"]
+    # the stored programs are the compiled ones: the same table, byte for byte
+    assert first["table"] == second["table"] == off["table"]
+
+
+@needs_jax
+def test_a_broken_entry_is_compiled_again_and_replaced(tmp_path):
+    cache = tmp_path / "cache"
+    first = _fresh_run(str(cache))
+    folder = cache / "executables"
+    for name in first["entries"]:
+        (folder / name).write_bytes(b"not an executable")
+    again = _fresh_run(str(cache))
+    assert again["table"] == first["table"]
+    assert again["traces"] > 0
+    assert all((folder / n).read_bytes() != b"not an executable" for n in again["entries"])
+
+
+@needs_jax
+def test_other_compiler_settings_never_share_an_entry(tmp_path):
+    cache = str(tmp_path / "cache")
+    stock = _fresh_run(cache)
+    other = _fresh_run(cache, XLA_FLAGS="--xla_cpu_max_isa=SSE4_2")
+    assert other["traces"] > 0, "programs compiled under other XLA flags were reused"
+    assert not set(other["entries"]) <= set(stock["entries"])
+
+
+@needs_jax
+def test_the_key_follows_shapes_dtypes_names_and_the_environment(monkeypatch):
+    import jax
+    import numpy as np
+
+    def key(name="jax", shape=(3, 4), dtype=np.float32):
+        return jax_cache._key(jax, name, ("s",), (jax.numpy.asarray(np.zeros(shape, dtype)),))
+
+    base = key()
+    assert key() == base
+    assert key(shape=(3, 5)) != base
+    assert key(name="jax.checkpoint") != base
+    with jax.enable_x64(True):
+        assert key(dtype=np.float64) != base
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_max_isa=SSE4_2")
+    assert key() != base
+
+
+def _quick() -> list:
+    return quick_suite()[:8]
+
+
+@needs_both
+def test_a_concurrent_run_gives_the_same_table(monkeypatch):
+    calls = []
+    real = worker.WorkerBackend.gradients
+
+    def counted(self, case):
+        calls.append(self.name)
+        return real(self, case)
+
+    monkeypatch.setattr(worker.WorkerBackend, "gradients", counted)
+    alone = run_specs(_quick(), backends=["torch", "jax"])
+    together = run_specs(_quick(), backends=["torch", "jax"], concurrent=True)
+    assert sorted(set(calls)) == ["jax", "torch"] and len(calls) == 2 * len(_quick())
+    pd.testing.assert_frame_equal(alone, together, check_exact=True)
+    env = together.attrs["environment"]
+    assert env.get("torch_threads"), "the worker's torch settings were not recorded"
+
+
+@needs_both
+def test_a_worker_that_dies_mid_run_hands_its_cases_back(monkeypatch):
+    launched: list = []
+    real = worker.WorkerBackend.launch.__func__
+
+    def launch(cls, name, dtype):
+        w = real(cls, name, dtype)
+        launched.append(w)
+        return w
+
+    monkeypatch.setattr(worker.WorkerBackend, "launch", classmethod(launch))
+    served = []  # (backend, by its worker) for each case
+    real_gradients = worker.WorkerBackend.gradients
+
+    def gradients(self, case):
+        got = real_gradients(self, case)
+        served.append((self.name, self._requests is not None))
+        return got
+
+    monkeypatch.setattr(worker.WorkerBackend, "gradients", gradients)
+
+    def kill_after_first(i, n, spec, statuses):
+        if i == 1:
+            for w in launched:
+                os.kill(w._proc.pid, 9)
+
+    alone = run_specs(_quick(), backends=["torch", "jax"])
+    together = run_specs(_quick(), backends=["torch", "jax"], concurrent=True,
+                         progress=kill_after_first)
+    assert len(launched) == 2
+    assert all(w._proc is None for w in launched)  # closed: the calls ran here
+    for name in ("torch", "jax"):
+        by_worker = [w for n, w in served if n == name]
+        assert by_worker[0] and not any(by_worker[2:]), by_worker  # case 1; then here
+    pd.testing.assert_frame_equal(alone, together, check_exact=True)
+
+
+def test_backends_of_the_callers_own_stay_in_process(monkeypatch):
+    launched = []
+    monkeypatch.setattr(worker.WorkerBackend, "launch",
+                        classmethod(lambda cls, name, dtype: launched.append(name)))
+
+    class Mine:
+        name = "mine"
+
+        def available(self):
+            return True
+
+        def unavailable_reason(self):
+            return ""
+
+        def gradients(self, case):
+            return get_backend("reference").gradients(case)
+
+        def kink_conventions(self, dtype):
+            return get_backend("reference").kink_conventions(dtype)
+
+    df = run_specs(_quick()[:2], backends=["reference", Mine()], concurrent=True)
+    assert launched == [] and set(df["backend"]) == {"reference", "mine"}
+
+
+def test_the_command_line_choice(monkeypatch):
+    monkeypatch.setenv("GRADPARITY_CONCURRENT", "off")
+    assert concurrent_default() is False
+    monkeypatch.setenv("GRADPARITY_CONCURRENT", "on")
+    assert concurrent_default() is True
+    monkeypatch.delenv("GRADPARITY_CONCURRENT")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert concurrent_default() is False
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert concurrent_default() is True
+
+
+@needs_both
+@pytest.mark.parametrize("setting, expected", [("on", True), ("off", False)])
+def test_gradparity_run_follows_the_setting(tmp_path, monkeypatch, setting, expected):
+    from gradparity.cli import main
+
+    seen = []
+    real = run_specs
+
+    def spy(specs, **kw):
+        seen.append(kw.get("concurrent"))
+        return real(specs, **kw)
+
+    monkeypatch.setattr("gradparity.experiments.runner.run_specs", spy)
+    monkeypatch.setenv("GRADPARITY_CONCURRENT", setting)
+    code = main(["run", "quick", "-q", "--no-report", "--out", str(tmp_path / "r")])
+    assert code == 0 and seen == [expected]
+    env = json.loads(Path(tmp_path / "r" / "environment.json").read_text())
+    assert env.get("torch_threads")
