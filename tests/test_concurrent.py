@@ -210,7 +210,14 @@ def test_gradparity_run_follows_the_setting(tmp_path, monkeypatch, setting, expe
 
     monkeypatch.setattr("gradparity.experiments.runner.run_specs", spy)
     monkeypatch.setenv("GRADPARITY_CONCURRENT", setting)
+    launched = []
+    real_launch = worker.WorkerBackend.launch.__func__
+    monkeypatch.setattr(worker.WorkerBackend, "launch", classmethod(
+        lambda cls, name, dtype: launched.append(name) or real_launch(cls, name, dtype)))
     code = main(["run", "quick", "-q", "--no-report", "--out", str(tmp_path / "r")])
     assert code == 0 and seen == [expected]
+    # started by the command before its imports, then used by run_specs (not started twice)
+    assert sorted(launched) == (["jax", "torch"] if expected else [])
+    assert worker.started("torch") is None  # and ended with the command
     env = json.loads(Path(tmp_path / "r" / "environment.json").read_text())
     assert env.get("torch_threads")

@@ -197,6 +197,15 @@ def start(names: tuple[str, ...] | list[str], dtype: str = "float64") -> None:
             _STARTED[name] = WorkerBackend.launch(name, dtype)
 
 
+def start_frameworks(names: list[str] | tuple[str, ...], dtype: str = "float64") -> None:
+    """`start` a worker for each of ``names`` that is a framework backend of gradparity's
+    own and installed (``reference`` and unknown names are left out)."""
+    from gradparity.adapters.registry import BACKENDS, get_backend
+
+    start([n for n in names if n != "reference" and n in BACKENDS
+           and get_backend(n).available()], dtype)
+
+
 def started(name: str) -> WorkerBackend | None:
     """The worker of backend ``name``, if `start` launched one (or `adopt` took it over)."""
     return _STARTED.get(name)

@@ -139,7 +139,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     distributed = check_cluster_options(args)
     out = check_output_folder(RUNS_DIR / name if args.out is None else args.out)
     with_report = want_report(args.report)
+    from gradparity.core.processes import concurrent_default
 
+    concurrent = not distributed and (concurrent_default() if args.concurrent is None
+                                      else args.concurrent)
+    if concurrent:  # the frameworks import while this process imports pandas
+        from gradparity.adapters.worker import start_frameworks
+
+        start_frameworks(backends, specs[0].dtype if specs else "float64")
+    try:
+        return _run_and_write(args, specs, backends, tolerances, name, out, distributed,
+                              with_report, concurrent)
+    finally:
+        if concurrent:
+            from gradparity.adapters.worker import stop
+
+            stop()
+
+
+def _run_and_write(args, specs, backends, tolerances, name, out, distributed,
+                   with_report, concurrent) -> int:
+    """Run the cases (on Dask when ``distributed``), write the results, print the
+    outcome."""
     from gradparity.experiments.report import write_results
 
     options = dict(backends=backends, tolerances=tolerances,
@@ -151,10 +172,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         with open_client(address=args.dask, workers=args.workers) as client:
             df = run_specs_distributed(specs, client, **options)
     else:
-        from gradparity.core.processes import concurrent_default
         from gradparity.experiments.runner import run_specs
 
-        concurrent = concurrent_default() if args.concurrent is None else args.concurrent
         df = run_specs(specs, concurrent=concurrent, **options)
     extra = {}
     if with_report:

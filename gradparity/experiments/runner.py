@@ -208,7 +208,8 @@ def run_specs(
     check_policy(policy)
     tol = tolerances or resolve_tolerances()
     adapters = [get_backend(b) if isinstance(b, str) else b for b in backends]
-    workers = _framework_workers(backends, adapters, specs) if concurrent else {}
+    workers, launched = (_framework_workers(backends, adapters, specs) if concurrent
+                         else ({}, []))
     adapters = [workers.get(i, a) for i, a in enumerate(adapters)]
     rows: list[dict[str, object]] = []
     try:
@@ -222,24 +223,36 @@ def run_specs(
                 progress(i, len(specs), result.spec, result.statuses)
         runtime = _runtime(workers.values())
     finally:
-        for w in workers.values():
+        for w in launched:
             w.close()
     return result_table(make_table(rows, environment(runtime)))
 
 
 def _framework_workers(backends: Sequence[str | Backend], adapters: Sequence[Backend],
-                       specs: Sequence[Spec | Case]) -> dict[int, Backend]:
-    """A started worker (`gradparity.adapters.worker.WorkerBackend`) for each of
-    gradparity's own framework adapters that was given by name and is installed, by its
-    position in ``backends``; backend objects of the caller's own stay here."""
-    from gradparity.adapters.worker import WorkerBackend
+                       specs: Sequence[Spec | Case]) -> tuple[dict[int, Backend], list]:
+    """A worker (`gradparity.adapters.worker.WorkerBackend`) for each of gradparity's own
+    framework adapters that was given by name and is installed, by its position in
+    ``backends`` (backend objects of the caller's own stay here); and those of them this
+    call launched (to close at its end). A worker the caller started already
+    (`gradparity.adapters.worker.start`, as ``gradparity run`` does first thing) is used
+    as it is."""
+    from gradparity.adapters.worker import WorkerBackend, started
 
     dtype = next((s if isinstance(s, Spec) else s.spec).dtype for s in specs) \
         if specs else "float64"
-    return {i: WorkerBackend.launch(b, dtype)
-            for i, (b, a) in enumerate(zip(backends, adapters, strict=True))
-            if isinstance(b, str) and b != "reference" and getattr(a, "name", None) == b
-            and type(a).__module__.startswith("gradparity.adapters.") and a.available()}
+    workers: dict[int, Backend] = {}
+    launched = []
+    for i, (b, a) in enumerate(zip(backends, adapters, strict=True)):
+        if not (isinstance(b, str) and b != "reference" and getattr(a, "name", None) == b
+                and type(a).__module__.startswith("gradparity.adapters.")
+                and a.available()):
+            continue
+        w = started(b)
+        if w is None:
+            w = WorkerBackend.launch(b, dtype)
+            launched.append(w)
+        workers[i] = w
+    return workers, launched
 
 
 def _runtime(workers) -> dict[str, str] | None:
