@@ -221,3 +221,24 @@ def test_gradparity_run_follows_the_setting(tmp_path, monkeypatch, setting, expe
     assert worker.started("torch") is None  # and ended with the command
     env = json.loads(Path(tmp_path / "r" / "environment.json").read_text())
     assert env.get("torch_threads")
+
+
+@needs_jax
+def test_a_loaded_program_is_kept_for_the_process(tmp_path, monkeypatch):
+    from gradparity.adapters.jax_grad import JaxBackend
+    from gradparity.core.spec import Spec
+    from gradparity.reference.case import make_case
+
+    monkeypatch.setenv("GRADPARITY_CACHE", str(tmp_path))
+    case = make_case(Spec((7, 6, 3), activation="tanh", head="softmax_ce", batch=5, seed=1))
+    want = JaxBackend().gradients(case)  # compiled and stored
+    assert any((tmp_path / "executables").iterdir())
+    monkeypatch.setattr(jax_cache, "_LOADED", {})  # as a new process: only the disk has it
+    loads = []
+    real = jax_cache._load
+    monkeypatch.setattr(jax_cache, "_load", lambda jax, path: loads.append(path) or
+                        real(jax, path))
+    for _ in range(3):
+        got = JaxBackend().gradients(case)
+        assert all((got.grads[k] == want.grads[k]).all() for k in want.grads)
+    assert len(loads) == 1, "the program was read from disk again on every call"

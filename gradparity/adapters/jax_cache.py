@@ -139,19 +139,27 @@ def stored_call(jax: Any, fn: Any, name: str, structure: tuple, args: tuple) -> 
         exe = _load(jax, path)
     if exe is not None:
         try:
-            return jax.device_get(exe(*args))
+            out = jax.device_get(exe(*args))
         except Exception:  # noqa: BLE001 - a broken entry: compile again below
             with _LOCK:
                 _LOADED.pop(key, None)
             with contextlib.suppress(OSError):
                 path.unlink()
+        else:
+            _keep(key, exe)
+            return out
     exe = _compile_fresh(jax, fn, args)
     _store(jax, exe, path)
+    _keep(key, exe)
+    return jax.device_get(exe(*args))
+
+
+def _keep(key: str, exe: Any) -> None:
+    """Keep ``exe`` for this process's later calls (the oldest goes beyond `_LOADED_MAX`)."""
     with _LOCK:
-        if len(_LOADED) >= _LOADED_MAX:
+        if key not in _LOADED and len(_LOADED) >= _LOADED_MAX:
             _LOADED.pop(next(iter(_LOADED)))
         _LOADED[key] = exe
-    return jax.device_get(exe(*args))
 
 
 def _compile_fresh(jax: Any, fn: Any, args: tuple) -> Any:
