@@ -106,6 +106,40 @@ def _quick() -> list:
 
 
 @needs_both
+@pytest.mark.parametrize("backends, layer_own", [
+    (["jax.fwd", "torch.vmap", "jax.vmap", "torch.func", "jax.checkpoint"], False),
+    (["torch", "jax"], True)])
+def test_every_backend_and_mode_gives_the_same_table(backends, layer_own):
+    kw = dict(backends=backends, layer_own=layer_own)
+    alone = run_specs(_quick()[:4], **kw)
+    together = run_specs(_quick()[:4], concurrent=True, **kw)
+    pd.testing.assert_frame_equal(alone, together, check_exact=True)
+    assert set(together["mode"]) != {"end_to_end"}  # the modes' own labels came through
+
+
+@needs_both
+def test_two_jax_workers_share_the_cases(monkeypatch):
+    from gradparity.experiments import runner
+
+    monkeypatch.setattr(runner, "POOL_FROM_CASES", 4)
+    served = []
+    real = worker.WorkerBackend.gradients
+
+    def gradients(self, case):
+        served.append((self.name, id(self)))
+        return real(self, case)
+
+    monkeypatch.setattr(worker.WorkerBackend, "gradients", gradients)
+    alone = run_specs(_quick(), backends=["torch", "jax"])
+    together = run_specs(_quick(), backends=["torch", "jax"], concurrent=True)
+    pd.testing.assert_frame_equal(alone, together, check_exact=True)
+    jax_workers = [w for n, w in served if n == "jax"]
+    assert len(set(jax_workers)) == 2 and len(jax_workers) == len(_quick())
+    assert jax_workers[0::2] == [jax_workers[0]] * len(jax_workers[0::2])  # dealt in turn
+    assert len({w for n, w in served if n == "torch"}) == 1
+
+
+@needs_both
 def test_a_concurrent_run_gives_the_same_table(monkeypatch):
     calls = []
     real = worker.WorkerBackend.gradients

@@ -55,6 +55,8 @@ class WorkerBackend:
     def __init__(self, name: str, requests: Any = None, replies: Any = None,
                  proc: subprocess.Popen | None = None) -> None:
         self.name = name
+        #: the table's ``mode`` for this backend's rows: its adapter class's
+        self.row_mode = _row_mode(name)
         self._requests, self._replies, self._proc = requests, replies, proc
         self._local: Any = None
         # the pipes' identities: code running here may close a descriptor and reopen its
@@ -187,6 +189,56 @@ class WorkerBackend:
             with contextlib.suppress(OSError):  # the worker and whatever it started
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def _row_mode(name: str) -> str | dict[str, str]:
+    from gradparity.adapters.registry import get_backend
+
+    try:
+        return getattr(get_backend(name), "row_mode", "end_to_end")
+    except Exception:  # noqa: BLE001 - not a registered backend: the default
+        return "end_to_end"
+
+
+class WorkerPool:
+    """Several workers of one backend, the cases dealt to them in turn (`prefetch`); each
+    case's gradients come from the worker it was sent to. The other calls, which answer
+    the same in every worker, go to the first."""
+
+    def __init__(self, workers: list[WorkerBackend]) -> None:
+        self.workers = list(workers)
+        self.name = self.workers[0].name
+        self.row_mode = self.workers[0].row_mode
+        self._turn = 0
+        self._dealt: dict[int, tuple[WorkerBackend, Any]] = {}  # id(case) -> (worker, case)
+
+    def prefetch(self, case) -> None:
+        if id(case) not in self._dealt:
+            w = self.workers[self._turn % len(self.workers)]
+            self._turn += 1
+            self._dealt[id(case)] = (w, case)  # the case kept alive: its id stays its own
+        self._dealt[id(case)][0].prefetch(case)
+
+    def gradients(self, case) -> GradientSet:
+        dealt = self._dealt.pop(id(case), None)
+        return (dealt[0] if dealt is not None else self.workers[0]).gradients(case)
+
+    def available(self) -> bool:
+        return self.workers[0].available()
+
+    def unavailable_reason(self) -> str:
+        return self.workers[0].unavailable_reason()
+
+    def kink_conventions(self, dtype: str) -> dict[str, float]:
+        return self.workers[0].kink_conventions(dtype)
+
+    def framework_runtime(self) -> dict[str, str]:
+        return self.workers[0].framework_runtime()
+
+    def close(self) -> None:
+        self._dealt.clear()
+        for w in self.workers:
+            w.close()
 
 
 def start(names: tuple[str, ...] | list[str], dtype: str = "float64") -> None:

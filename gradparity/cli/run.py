@@ -141,8 +141,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     with_report = want_report(args.report)
     from gradparity.core.processes import concurrent_default
 
-    concurrent = not distributed and (concurrent_default() if args.concurrent is None
-                                      else args.concurrent)
+    concurrent = not (distributed or args.layer_own) and (
+        concurrent_default() if args.concurrent is None else args.concurrent)
     if concurrent:  # the frameworks import while this process imports pandas
         from gradparity.adapters.worker import start_frameworks
 

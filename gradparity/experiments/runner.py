@@ -203,13 +203,14 @@ def run_specs(
             of its own (`gradparity.adapters.worker`), one case ahead: the frameworks
             compute the next case while this process judges the current one. Same
             adapters, same arrays, same table; a worker that fails hands its calls back
-            to this process.
+            to this process. Ignored with ``layer_own``.
     """
     check_policy(policy)
     tol = tolerances or resolve_tolerances()
     adapters = [get_backend(b) if isinstance(b, str) else b for b in backends]
-    workers, launched = (_framework_workers(backends, adapters, specs) if concurrent
-                         else ({}, []))
+    # --layer-own runs single layers through the adapters: in this process
+    workers, launched = (_framework_workers(backends, adapters, specs)
+                         if concurrent and not layer_own else ({}, []))
     adapters = [workers.get(i, a) for i, a in enumerate(adapters)]
     rows: list[dict[str, object]] = []
     try:
@@ -228,15 +229,26 @@ def run_specs(
     return result_table(make_table(rows, environment(runtime)))
 
 
+#: Workers per backend for a run of this many cases or more: JAX backends that compile
+#: (one XLA program per structure and shapes) get two, which share the cold run's
+#: compiling between both CPUs while this process waits for them.
+POOL_FROM_CASES = 64
+
+
+def _pool_size(name: str, cases: int) -> int:
+    return 2 if (name.startswith("jax") and name != "jax.eager"
+                 and cases >= POOL_FROM_CASES) else 1
+
+
 def _framework_workers(backends: Sequence[str | Backend], adapters: Sequence[Backend],
                        specs: Sequence[Spec | Case]) -> tuple[dict[int, Backend], list]:
-    """A worker (`gradparity.adapters.worker.WorkerBackend`) for each of gradparity's own
-    framework adapters that was given by name and is installed, by its position in
-    ``backends`` (backend objects of the caller's own stay here); and those of them this
-    call launched (to close at its end). A worker the caller started already
-    (`gradparity.adapters.worker.start`, as ``gradparity run`` does first thing) is used
-    as it is."""
-    from gradparity.adapters.worker import WorkerBackend, started
+    """Workers (`gradparity.adapters.worker.WorkerBackend`, or a `WorkerPool` of them)
+    for each of gradparity's own framework adapters that was given by name and is
+    installed, by its position in ``backends`` (backend objects of the caller's own stay
+    here); and the workers this call launched (to close at its end). A worker the caller
+    started already (`gradparity.adapters.worker.start`, as ``gradparity run`` does first
+    thing) is used as it is."""
+    from gradparity.adapters.worker import WorkerBackend, WorkerPool, started
 
     dtype = next((s if isinstance(s, Spec) else s.spec).dtype for s in specs) \
         if specs else "float64"
@@ -247,11 +259,13 @@ def _framework_workers(backends: Sequence[str | Backend], adapters: Sequence[Bac
                 and type(a).__module__.startswith("gradparity.adapters.")
                 and a.available()):
             continue
-        w = started(b)
-        if w is None:
-            w = WorkerBackend.launch(b, dtype)
-            launched.append(w)
-        workers[i] = w
+        first = started(b)
+        if first is None:
+            first = WorkerBackend.launch(b, dtype)
+            launched.append(first)
+        more = [WorkerBackend.launch(b, dtype) for _ in range(_pool_size(b, len(specs)) - 1)]
+        launched += more
+        workers[i] = WorkerPool([first, *more]) if more else first
     return workers, launched
 
 
@@ -267,12 +281,15 @@ def _runtime(workers) -> dict[str, str] | None:
 
 
 class _Ahead:
-    """The cases' identities (`case_identity`), each made one case ahead and sent to the
-    workers at once, so that they compute case i + 1 while case i is judged here."""
+    """The cases' identities (`case_identity`), each made ahead and sent to the workers at
+    once, so that they compute case i + 1 (and i + 2 with two workers) while case i is
+    judged here."""
 
     def __init__(self, specs: Sequence[Spec | Case], workers: list) -> None:
         self._specs, self._workers = specs, workers
         self._made: dict[int, tuple[Case, str, bool] | None] = {}
+        # as many cases ahead as the largest pool has workers: each has one to compute
+        self._depth = max((len(getattr(w, "workers", (w,))) for w in workers), default=1)
 
     def _make(self, i: int) -> None:
         if i in self._made or i >= len(self._specs):
@@ -287,9 +304,10 @@ class _Ahead:
                 w.prefetch(made[0])
 
     def identity(self, i: int) -> tuple[Case, str, bool] | None:
-        """Case i's identity (None: `evaluate_case` makes it), after sending case i + 1."""
+        """Case i's identity (None: `evaluate_case` makes it), after sending the next
+        cases (one per worker of the largest pool)."""
         if not self._workers:
             return None
-        self._make(i)
-        self._make(i + 1)
+        for j in range(i, i + 1 + self._depth):
+            self._make(j)
         return self._made.pop(i)
