@@ -118,10 +118,11 @@ def test_every_backend_and_mode_gives_the_same_table(backends, layer_own):
 
 
 @needs_both
-def test_two_jax_workers_share_the_cases(monkeypatch):
+def test_two_jax_workers_share_the_cases_of_a_cold_run(monkeypatch, tmp_path):
     from gradparity.experiments import runner
 
     monkeypatch.setattr(runner, "POOL_FROM_CASES", 4)
+    monkeypatch.setenv("GRADPARITY_CACHE", str(tmp_path))  # cold: nothing stored yet
     served = []
     real = worker.WorkerBackend.gradients
 
@@ -130,13 +131,17 @@ def test_two_jax_workers_share_the_cases(monkeypatch):
         return real(self, case)
 
     monkeypatch.setattr(worker.WorkerBackend, "gradients", gradients)
-    alone = run_specs(_quick(), backends=["torch", "jax"])
     together = run_specs(_quick(), backends=["torch", "jax"], concurrent=True)
+    alone = run_specs(_quick(), backends=["torch", "jax"])
     pd.testing.assert_frame_equal(alone, together, check_exact=True)
     jax_workers = [w for n, w in served if n == "jax"]
     assert len(set(jax_workers)) == 2 and len(jax_workers) == len(_quick())
     assert jax_workers[0::2] == [jax_workers[0]] * len(jax_workers[0::2])  # dealt in turn
     assert len({w for n, w in served if n == "torch"}) == 1
+    served.clear()  # warm now: one JAX worker
+    again = run_specs(_quick(), backends=["torch", "jax"], concurrent=True)
+    pd.testing.assert_frame_equal(alone, again, check_exact=True)
+    assert len({w for n, w in served if n == "jax"}) == 1
 
 
 @needs_both
@@ -276,3 +281,50 @@ def test_a_loaded_program_is_kept_for_the_process(tmp_path, monkeypatch):
         got = JaxBackend().gradients(case)
         assert all((got.grads[k] == want.grads[k]).all() for k in want.grads)
     assert len(loads) == 1, "the program was read from disk again on every call"
+
+
+@needs_both
+def test_cases_larger_than_a_pipe_do_not_deadlock(tmp_path):
+    # a case and an answer of over 64 kB each: the worker must read the next case while
+    # the caller has not read its answer yet
+    (tmp_path / "mid.toml").write_text(
+        'backends = ["torch", "jax"]\n[[sweep]]\nsizes = [[64, 128, 10]]\n'
+        'activation = "tanh"\nhead = "linear_mse"\ndtype = "float64"\nbatch = 16\n'
+        "seed = [0, 1, 2, 3]\n")
+    env = child_environment()
+    env["GRADPARITY_CONCURRENT"] = "on"
+    out = subprocess.run([sys.executable, "-m", "gradparity", "run", str(tmp_path / "mid.toml"),
+                          "-q", "--no-report", "--out", str(tmp_path / "r")], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "4 cases" in out.stdout
+
+
+def test_the_key_covers_every_module_of_the_package(monkeypatch, tmp_path):
+    # the programs hold constants of other modules (core.spec's leaky relu slope)
+    import gradparity
+
+    package = Path(gradparity.__file__).resolve().parent
+    monkeypatch.setattr(jax_cache, "_IDENTITY", None)
+    before = jax_cache._static_identity()
+    spec_py = package / "core" / "spec.py"
+    original = spec_py.read_bytes()
+    try:
+        spec_py.write_bytes(original + b"\n# changed\n")
+        monkeypatch.setattr(jax_cache, "_IDENTITY", None)
+        assert jax_cache._static_identity() != before
+    finally:
+        spec_py.write_bytes(original)
+
+
+@needs_jax
+def test_an_entry_damaged_on_disk_is_never_run(tmp_path):
+    cache = tmp_path / "cache"
+    first = _fresh_run(str(cache))
+    for name in first["entries"]:  # one byte flipped in the middle of each program
+        f = cache / "executables" / name
+        data = bytearray(f.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        f.write_bytes(bytes(data))
+    again = _fresh_run(str(cache))
+    assert again["table"] == first["table"] and again["traces"] > 0

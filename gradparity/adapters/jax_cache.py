@@ -105,7 +105,7 @@ def compilation_cache(jax: Any) -> Iterator[Path | None]:
 
 # -- executables stored by gradparity ------------------------------------------------------
 #: Bumped when what `_key` covers or how an entry is written changes.
-_FORMAT = 1
+_FORMAT = 2
 _LOADED: dict[str, Any] = {}  # key -> executable, in this process
 _LOADED_MAX = 512
 
@@ -119,7 +119,7 @@ def stored_call(jax: Any, fn: Any, name: str, structure: tuple, args: tuple) -> 
     on small networks). Here the executable is stored under `cache_dir` ``/executables``
     and found by a key made of everything the compiled program depends on: the backend
     ``name`` and ``structure``, the arguments' tree, shapes, dtypes and weak types, the
-    source of gradparity's JAX adapters, the versions of gradparity, jax and jaxlib, JAX's
+    source of every gradparity module, the versions of gradparity, jax and jaxlib, JAX's
     configuration, the ``XLA_*``/``JAX_*`` environment variables, the device and this
     CPU's model and features. A stored executable that fails to load or run is deleted
     and the program compiled again; results are those of ``fn(*args)``, bit for bit (the
@@ -162,6 +162,17 @@ def _keep(key: str, exe: Any) -> None:
         _LOADED[key] = exe
 
 
+def stored_programs() -> int:
+    """How many executables `stored_call` holds on disk (0 with the cache off)."""
+    folder = cache_dir()
+    if folder is None:
+        return 0
+    try:
+        return sum(1 for f in (folder / "executables").iterdir() if f.suffix == ".bin")
+    except OSError:
+        return 0
+
+
 def _compile_fresh(jax: Any, fn: Any, args: tuple) -> Any:
     """``fn.lower(*args).compile()`` with JAX's persistent cache off: an executable JAX
     read back from its cache does not serialise into one that loads again."""
@@ -176,17 +187,22 @@ def _compile_fresh(jax: Any, fn: Any, args: tuple) -> Any:
 
 
 def _load(jax: Any, path: Path) -> Any:
+    import hashlib
     import pickle
 
     from jax.experimental import serialize_executable
 
     try:
-        with open(path, "rb") as f:
-            payload, in_tree, out_tree = pickle.load(f)
-        return serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
-    except FileNotFoundError:
+        data = path.read_bytes()
+    except OSError:  # missing, or not ours to read: compiled here, left alone
         return None
-    except Exception:  # noqa: BLE001 - unreadable or stale: compiled again, then replaced
+    try:
+        digest, body = data[:32], data[32:]
+        if hashlib.sha256(body).digest() != digest:  # damaged on disk: never run
+            raise ValueError("checksum")
+        payload, in_tree, out_tree = pickle.loads(body)
+        return serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
+    except Exception:  # noqa: BLE001 - damaged or stale: compiled again, then replaced
         with contextlib.suppress(OSError):
             path.unlink()
         return None
@@ -201,8 +217,11 @@ def _store(jax: Any, exe: Any, path: Path) -> None:
     from jax.experimental import serialize_executable
 
     try:
-        data = pickle.dumps(serialize_executable.serialize(exe),
+        import hashlib
+
+        body = pickle.dumps(serialize_executable.serialize(exe),
                             protocol=pickle.HIGHEST_PROTOCOL)
+        data = hashlib.sha256(body).digest() + body  # checked before anything is loaded
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
@@ -232,8 +251,6 @@ def _key(jax: Any, name: str, structure: tuple, args: tuple) -> str:
 
 
 _IDENTITY: tuple | None = None
-#: The adapters' modules whose code JAX traces into the stored programs.
-_TRACED_SOURCES = ("jax_grad.py", "jax_modes.py")
 
 
 def _static_identity() -> tuple:
@@ -250,10 +267,12 @@ def _static_identity() -> tuple:
             except PackageNotFoundError:
                 return ""
 
+        # every module of the package: the programs hold constants from modules other
+        # than the adapters' (e.g. the leaky relu slope, Huber's delta in core.spec)
         source = hashlib.sha256()
-        here = Path(__file__).resolve().parent
-        for name in _TRACED_SOURCES:
-            source.update(name.encode() + (here / name).read_bytes())
+        package = Path(__file__).resolve().parents[1]
+        for f in sorted(package.rglob("*.py")):
+            source.update(str(f.relative_to(package)).encode() + b"\0" + f.read_bytes())
         cpu = ""
         with contextlib.suppress(OSError):
             info = Path("/proc/cpuinfo").read_text(errors="replace").split("\n\n")[0]

@@ -25,9 +25,11 @@ import contextlib
 import importlib
 import os
 import pickle
+import queue
 import signal
 import subprocess
 import sys
+import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -314,7 +316,12 @@ def _serve(name: str, dtype: str) -> None:
     keep_freed_memory()
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # what the framework prints never mixes with the replies
-    requests = sys.stdin.buffer
+    # Requests are read as they come, by a thread of their own: the caller sends the next
+    # cases while this process writes its answer, and a pipe holds only 64 kB: if each
+    # side waited for the other to read, both would wait for ever.
+    requests: queue.SimpleQueue = queue.SimpleQueue()
+    threading.Thread(target=_read_requests, args=(sys.stdin.buffer, requests),
+                     daemon=True).start()
     with contextlib.suppress(Exception):  # not installed: the adapter says so when asked
         importlib.import_module(name.split(".")[0])  # the framework first: torch, jax
     from gradparity.adapters.registry import get_backend
@@ -324,10 +331,10 @@ def _serve(name: str, dtype: str) -> None:
         if backend.available():
             backend.kink_conventions(dtype)  # warms its transform
     while True:
-        try:
-            method, args = pickle.load(requests)
-        except (EOFError, OSError):
+        request = requests.get()
+        if request is None:  # the input closed, or did not unpickle
             return
+        method, args = request
         if method not in _METHODS:
             return
         try:
@@ -347,6 +354,15 @@ def _serve(name: str, dtype: str) -> None:
             data = pickle.dumps(("local", None))
         replies.write(data)
         replies.flush()
+
+
+def _read_requests(stream: Any, requests: queue.SimpleQueue) -> None:
+    while True:
+        try:
+            requests.put(pickle.load(stream))
+        except Exception:  # noqa: BLE001 - closed or garbled: the worker ends
+            requests.put(None)
+            return
 
 
 if __name__ == "__main__":

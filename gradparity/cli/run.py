@@ -56,7 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--concurrent", action=argparse.BooleanOptionalAction, default=None,
                      help="run each framework in a worker process of its own, a case "
                      "ahead of the judging (default: on with two CPUs or more, unless "
-                     "GRADPARITY_CONCURRENT=off); the table is the same")
+                     "GRADPARITY_CONCURRENT=off; not with --dask, --workers or "
+                     "--layer-own); the table is the same")
     add_cache_option(run)
     report = run.add_mutually_exclusive_group()
     report.add_argument("--report", action="store_true", default=None,

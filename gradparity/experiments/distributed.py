@@ -90,8 +90,21 @@ def open_client(*, address: str | None = None, workers: int | None = None,
                 raise UsageError(f"--dask={address!r}: no Dask scheduler answered ({e})"
                                  ) from None
         else:
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=":0", silence_logs=40)
+            from gradparity.adapters.jax_cache import cache_environment
+
+            # the workers start with this environment: --cache-dir passed on
+            saved = {k: os.environ.get(k) for k in cache_environment()}
+            os.environ.update(cache_environment())
+            try:
+                cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
+                                       processes=True, dashboard_address=":0",
+                                       silence_logs=40)
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
             client = Client(cluster)
         with client:
             client.register_plugin(_thread_plugin(threads))
