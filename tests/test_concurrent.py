@@ -235,6 +235,16 @@ def test_the_command_line_choice(monkeypatch):
     assert concurrent_default() is True
 
 
+def test_a_wrong_setting_is_a_usage_error(tmp_path, monkeypatch, capsys):
+    from gradparity.cli import main
+
+    monkeypatch.setenv("GRADPARITY_CONCURRENT", "sometimes")
+    code = main(["run", "quick", "-q", "--no-report", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "GRADPARITY_CONCURRENT='sometimes'" in err[0]
+    assert not (tmp_path / "r").exists()
+
+
 @needs_both
 @pytest.mark.parametrize("setting, expected", [("on", True), ("off", False)])
 def test_gradparity_run_follows_the_setting(tmp_path, monkeypatch, setting, expected):

@@ -271,11 +271,11 @@ def stop() -> None:
         _STARTED.popitem()[1].close()
 
 
-def runtime() -> dict[str, str]:
+def runtime(workers=None) -> dict[str, str]:
     """The framework settings (threads, vector ISA) of every worker's process: what
-    computed their answers."""
+    computed their answers (``workers``: those, else every started one)."""
     out: dict[str, str] = {}
-    for w in _STARTED.values():
+    for w in _STARTED.values() if workers is None else workers:
         with contextlib.suppress(Exception):  # metadata only
             out.update(w.framework_runtime())
     return out

@@ -18,11 +18,16 @@ def child_environment() -> dict[str, str]:
 def concurrent_default() -> bool:
     """The command line's choice of `run_specs`' ``concurrent``: on when this process may
     use two CPUs or more; ``GRADPARITY_CONCURRENT=off`` turns it off, ``on`` on."""
-    setting = os.environ.get("GRADPARITY_CONCURRENT", "").strip().lower()
+    value = os.environ.get("GRADPARITY_CONCURRENT", "")
+    setting = value.strip().lower()
     if setting in ("off", "0", "no", "false"):
         return False
     if setting in ("on", "1", "yes", "true"):
         return True
+    if setting:
+        from gradparity.core.errors import UsageError
+
+        raise UsageError(f"GRADPARITY_CONCURRENT={value!r}: expected on or off (or unset)")
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):

@@ -222,7 +222,12 @@ def run_specs(
             rows += result.rows
             if progress:
                 progress(i, len(specs), result.spec, result.statuses)
-        runtime = _runtime(workers.values())
+        if workers:  # the framework settings of the processes that computed
+            from gradparity.adapters.worker import runtime as worker_runtime
+
+            runtime = worker_runtime(workers.values()) or None
+        else:
+            runtime = None
     finally:
         for w in launched:
             w.close()
@@ -272,17 +277,6 @@ def _framework_workers(backends: Sequence[str | Backend], adapters: Sequence[Bac
         launched += more
         workers[i] = WorkerPool([first, *more]) if more else first
     return workers, launched
-
-
-def _runtime(workers) -> dict[str, str] | None:
-    """The framework settings of the processes that computed (None: this one)."""
-    out: dict[str, str] = {}
-    for w in workers:
-        try:
-            out.update(w.framework_runtime())
-        except Exception:  # noqa: BLE001 - metadata only
-            continue
-    return out or None
 
 
 class _Ahead:
