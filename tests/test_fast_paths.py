@@ -185,3 +185,82 @@ def test_median_band_shortcut_answers_for_float32_like_values():
                                    float(np.finfo(np.float32).eps) * 64)
     assert _median_rel_outside(o.copy(), o, 1e-9, 1e-5)  # exact: far below
     assert _median_rel_outside(o * 1.1, o, 1e-9, 1e-5)  # far above
+
+
+def _with_block(monkeypatch, size):
+    from gradparity.core import blocks
+
+    monkeypatch.setattr(blocks, "BLOCK", size)
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 5])
+@pytest.mark.parametrize("rtol,atol", [(1.3e-6, 1e-5), (1e-7, 1e-7), (0.0, 0.0)])
+def test_blocked_path_equals_one_piece(monkeypatch, block, rtol, atol):
+    """Large tensors are measured block by block: every metric is the one-piece one (the
+    first index on ties across blocks included), the norms to rounding."""
+    n = 0
+    for a, e, _dtype in [*_cases(), *_tied_cases()]:
+        if np.size(e) <= block:
+            continue
+        with np.errstate(over="ignore", invalid="ignore"):
+            whole = _fields(compare_arrays(a, e, rtol=rtol, atol=atol))
+        _with_block(monkeypatch, block)
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                blocked = _fields(compare_arrays(a, e, rtol=rtol, atol=atol))
+        finally:
+            monkeypatch.undo()
+        for k in ("cosine", "norm_err_eps"):
+            w, b = whole.pop(k), blocked.pop(k)
+            assert w == b or w == pytest.approx(b, rel=1e-12, abs=1e-300), (k, a, e)
+        if not whole["n_mismatch"]:  # the arrays only a failing tensor's explanations use
+            assert blocked.pop("mismatch_mask") is None and blocked.pop("diff") is None
+            del whole["mismatch_mask"], whole["diff"]
+        assert blocked == whole, (a, e, block)
+        n += 1
+    assert n > 20
+
+
+def _tied_cases():
+    """The largest difference (and the worst mismatch) equal in several blocks."""
+    for dtype in (np.float32, np.float64):
+        e = np.ones(12, dtype=dtype)
+        a = e.copy()
+        a[[2, 5, 9]] = 2.0  # the same difference three times
+        yield a, e, dtype
+        a = e.copy()
+        a[[7, 3]] = [3.0, 3.0]
+        yield a.reshape(3, 4), e.reshape(3, 4), dtype
+
+
+def test_blocked_path_is_used_and_non_finite_falls_back(monkeypatch):
+    import gradparity.judge.compare as compare
+
+    calls = []
+    real = compare._compare_blocked
+    monkeypatch.setattr(compare, "_compare_blocked",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    _with_block(monkeypatch, 4)
+    e = np.arange(1.0, 11.0)
+    a = e.copy()
+    a[8] = np.nan
+    c = compare_arrays(a, e, rtol=1e-7, atol=1e-7)
+    assert calls and c.n_mismatch == 1 and c.max_abs_err == np.inf  # the general rule
+    c = compare_arrays(e + 1e-3, e, rtol=1e-7, atol=1e-7)
+    assert len(calls) == 2 and c.n_mismatch == 10
+    assert c.mismatch_mask.shape == e.shape and c.diff.shape == e.shape  # for explanations
+
+
+@pytest.mark.parametrize("block", [1, 4, 7])
+def test_blocked_oracle_error_equals_one_piece(monkeypatch, block):
+    rng = np.random.default_rng(13)
+    for o, dtype in ((rng.standard_normal((6, 5)), np.float32),
+                     (rng.standard_normal((4, 9)).astype(np.longdouble), np.float64)):
+        x = (o * (1 + 1e-6 * rng.standard_normal(o.shape))).astype(dtype)
+        whole = oracle_error(x, o, np.dtype(dtype))
+        _with_block(monkeypatch, block)
+        o2 = o.copy()  # a tensor of its own: no kept size or error
+        blocked = oracle_error(x.copy(), o2, np.dtype(dtype))
+        monkeypatch.undo()
+        assert blocked.worst_eps == whole.worst_eps
+        assert blocked.norm_eps == pytest.approx(whole.norm_eps, rel=1e-12)

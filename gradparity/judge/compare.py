@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from gradparity.core import blocks as _blocks
 from gradparity.judge.tolerances import eps
 
 Array = np.ndarray
@@ -132,6 +133,10 @@ def compare_arrays(
     work = np.dtype(dtype) if dtype is not None else expected.dtype
     if not np.issubdtype(work, np.floating):
         work = np.dtype(np.float64)
+    if atol >= 0 and rtol >= 0 and expected.size > _blocks.BLOCK:
+        blocked = _compare_blocked(actual, expected, rtol=rtol, atol=atol, work=work)
+        if blocked is not None:
+            return blocked
     a = np.asarray(actual, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -201,12 +206,19 @@ def _norms(a: Array, e: Array, d: Array, work: np.dtype) -> tuple[float, float]:
     """(cosine, ||d||_2 / (||e||_2 eps)) of finite arrays, ``d = a - e``."""
     na, ne = float(np.linalg.norm(a)), float(np.linalg.norm(e))
     nd = float(np.linalg.norm(d))
+    ae = float(np.dot(a.ravel(), e.ravel())) if na and ne else 0.0
+    return _cosine_norm_err(na, ne, nd, ae, work)
+
+
+def _cosine_norm_err(na: float, ne: float, nd: float, ae: float,
+                     work: np.dtype) -> tuple[float, float]:
+    """(cosine, ||d||_2 / (||e||_2 eps)) from the norms of a, e, d and the dot a . e."""
     if na == 0.0 and ne == 0.0:
         cosine = 1.0
     elif na == 0.0 or ne == 0.0:
         cosine = 0.0
     else:
-        cosine = float(np.dot(a.ravel(), e.ravel()) / (na * ne))
+        cosine = float(ae / (na * ne))
     if ne == 0.0:
         norm_err = 0.0 if nd == 0.0 else np.inf
     else:
@@ -277,4 +289,86 @@ def _compare_finite(actual: Array, expected: Array, a: Array, e: Array, d: Array
         passed=n_mismatch == 0, mismatch_mask=mismatch.reshape(shape),
         diff=diff.reshape(shape),
         abs_index=_index(flat_abs, shape), rel_index=_index(flat_rel, shape),
+    )
+
+
+class _First:
+    """The largest value seen and its flat index; on ties the earliest (`np.argmax`)."""
+
+    __slots__ = ("value", "index")
+
+    def __init__(self, start: float) -> None:
+        self.value, self.index = start, -1
+
+    def offer(self, block: Array, start: int) -> None:
+        i = int(np.argmax(block))
+        v = float(block[i])
+        if v > self.value or self.index < 0:
+            self.value, self.index = v, start + i
+
+
+def _compare_blocked(actual: Array, expected: Array, *, rtol: float, atol: float,
+                     work: np.dtype) -> TensorComparison | None:
+    """`_compare_finite` block by block (`gradparity.core.blocks`), for a large tensor;
+    ``None`` when an element is not finite (the caller then takes the general rule).
+    Every metric equals `_compare_finite`'s except the norms and the cosine, whose sums
+    of squares are summed block by block (a rounding-level difference, like another BLAS
+    kernel's)."""
+    shape = expected.shape
+    af = np.ascontiguousarray(actual).reshape(-1)
+    ef = np.ascontiguousarray(expected).reshape(-1)
+    raw_ulp = actual.dtype == expected.dtype == work
+    n_mismatch = 0
+    abs_max, rel_max, bad_max = _First(-1.0), _First(-1.0), _First(-np.inf)
+    max_ulp = 0.0
+    aa = ee = dd = ae = 0.0
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        for part in _blocks.blocks(ef.size):
+            s = part.start
+            ab, eb = af[part], ef[part]
+            a, e = np.asarray(ab, dtype=np.float64), np.asarray(eb, dtype=np.float64)
+            d = a - e
+            if not np.isfinite(d).all():
+                return None
+            diff = np.abs(d)
+            abs_e = np.abs(e)
+            allowed = np.multiply(abs_e, rtol)
+            allowed += atol
+            mismatch = diff > allowed
+            k = int(np.count_nonzero(mismatch))
+            rel = np.divide(diff, abs_e, out=abs_e)
+            rel[diff == 0] = 0.0
+            abs_max.offer(diff, s)
+            rel_max.offer(rel, s)
+            if k:
+                n_mismatch += k
+                badness = diff - allowed
+                badness[~mismatch] = -np.inf
+                bad_max.offer(badness, s)
+            if raw_ulp:
+                max_ulp = max(max_ulp, _max_ulp_finite(ab, eb))
+            else:  # a cast to the working dtype may overflow: the general rule
+                max_ulp = max(max_ulp, float(ulp_distance(ab.astype(work),
+                                                          eb.astype(work)).max()))
+            aa += float(np.dot(a, a))
+            ee += float(np.dot(e, e))
+            dd += float(np.dot(d, d))
+            ae += float(np.dot(a, e))
+    na, ne, nd = float(np.sqrt(aa)), float(np.sqrt(ee)), float(np.sqrt(dd))
+    cosine, norm_err = _cosine_norm_err(na, ne, nd, ae if na and ne else 0.0, work)
+    flat = bad_max.index if n_mismatch else abs_max.index
+    mismatch_mask = diff_full = None
+    if n_mismatch:  # the explanations look at where the mismatches are
+        a64, e64 = np.asarray(af, dtype=np.float64), np.asarray(ef, dtype=np.float64)
+        diff_full = np.abs(a64 - e64)
+        mismatch_mask = (diff_full > np.abs(e64) * rtol + atol).reshape(shape)
+        diff_full = diff_full.reshape(shape)
+    return TensorComparison(
+        shape=tuple(shape), max_abs_err=abs_max.value, max_rel_err=rel_max.value,
+        max_ulp=max_ulp, cosine=cosine, norm_err_eps=norm_err,
+        worst_index=_index(flat, shape), worst_value=float(af[flat]),
+        worst_expected=float(ef[flat]), n_mismatch=n_mismatch, n_elements=int(ef.size),
+        atol=float(atol), rtol=float(rtol), passed=n_mismatch == 0,
+        mismatch_mask=mismatch_mask, diff=diff_full,
+        abs_index=_index(abs_max.index, shape), rel_index=_index(rel_max.index, shape),
     )

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gradparity.core.blocks import blocks
 from gradparity.core.gradients import GradientSet
 from gradparity.reference.case import Case
 from gradparity.reference.mlp import reference_gradients
@@ -88,7 +89,7 @@ def oracle_error(x: np.ndarray | None, oracle: np.ndarray, dtype: np.dtype) -> O
 def _oracle_error(x: np.ndarray, oracle: np.ndarray, dtype: np.dtype) -> OracleError:
     if np.asarray(x).dtype.itemsize <= 8:
         hi, lo = hi_lo(np.asarray(oracle))
-        fast = _oracle_error_f64(np.asarray(x, dtype=np.float64), hi, lo, dtype)
+        fast = _oracle_error_f64(np.asarray(x), hi, lo, dtype)
         if fast is not None:
             return fast
     o = np.asarray(oracle, dtype=np.longdouble)
@@ -146,9 +147,12 @@ def _oracle_size(o: np.ndarray) -> tuple[float, float]:
     if hit is not None and hit[0]() is o:
         return hit[1], hit[2]
     of = o.ravel()
+    no2, inf_o = 0.0, 0.0
     with np.errstate(invalid="ignore", over="ignore"):
-        no2 = float(np.dot(of, of))
-    inf_o = max(float(of.max()), -float(of.min()))
+        for part in blocks(of.size):  # in cache-sized blocks: one piece up to BLOCK
+            ob = of[part]
+            no2 += float(np.dot(ob, ob))
+            inf_o = max(inf_o, float(ob.max()), -float(ob.min()))
     with _SPLITS_LOCK:
         if len(_SIZES) > 512:
             _SIZES.clear()
@@ -160,21 +164,24 @@ def _oracle_error_f64(x: np.ndarray, o: np.ndarray, lo: np.ndarray | None, dtype
                       ) -> OracleError | None:
     """`oracle_error` in float64 against ``o + lo`` (``lo`` None: zero), or ``None`` when
     a value is not finite or a sum of squares overflows (the caller then takes the
-    long-double path)."""
+    long-double path). ``x`` is cast to float64 block by block (`blocks`)."""
     if not o.size:
         return OracleError(0.0, 0.0)
+    xf, of = x.reshape(-1), o.reshape(-1)
+    lf = None if lo is None else lo.reshape(-1)
+    nd2, max_d = 0.0, 0.0
     with np.errstate(invalid="ignore", over="ignore"):
-        d = x - o
-        if lo is not None:
-            d -= lo
-        df = d.ravel()
         no2, inf_o = _oracle_size(o)
-        nd2 = float(np.dot(df, df))
+        for part in blocks(of.size):
+            d = np.asarray(xf[part], dtype=np.float64) - of[part]
+            if lf is not None:
+                d -= lf[part]
+            nd2 += float(np.dot(d, d))
+            max_d = max(max_d, float(d.max()), -float(d.min()))  # max |d|, without |d|
     if not (np.isfinite(no2) and np.isfinite(nd2)):
         return None  # inf/NaN somewhere, or squares beyond float64's range
     eps = float(np.finfo(dtype).eps)
     no, nd = np.sqrt(no2), np.sqrt(nd2)
-    max_d = max(float(df.max()), -float(df.min()))  # max |d|, without the array |d|
     norm = 0.0 if nd == 0 else (np.inf if no == 0 else float(nd / (no * eps)))
     worst = 0.0 if max_d == 0 else (np.inf if inf_o == 0 else float(max_d / (inf_o * eps)))
     return OracleError(norm, worst)
