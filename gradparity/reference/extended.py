@@ -45,17 +45,18 @@ def slice_bits(k: int) -> int:
     return (52 - max(int(k) - 1, 0).bit_length()) // 2
 
 
-def split(x: np.ndarray, axis: int, beta: int, slices: int | None = None
-          ) -> list[np.ndarray]:
+def split(x: np.ndarray, axis: int, beta: int, slices: int | None = None,
+          hi: np.ndarray | None = None) -> list[np.ndarray]:
     """``slices`` (default `SLICES`) float64 arrays whose exact sum is ``x`` up to a rest
     below the last slice's unit; along ``axis`` each lane shares a power of two, and every
     entry is an integer of at most ``beta`` bits times that power (module doc).
 
     Works in float64 only: ``x = hi + lo`` exactly (long double has 64 significant bits),
     and each slice is cut from both parts by rounding to the slice's unit with the
-    ``(v + sigma) - sigma`` trick, whose result and remainder are exact."""
+    ``(v + sigma) - sigma`` trick, whose result and remainder are exact. ``hi``: ``x``
+    rounded to float64, when the caller has it already."""
     n = SLICES if slices is None else slices
-    hi = np.asarray(x, dtype=np.float64)
+    hi = np.asarray(x, dtype=np.float64) if hi is None else hi
     lo = np.asarray(x - hi.astype(x.dtype), dtype=np.float64) if x.dtype != hi.dtype else None
     if lo is not None and not lo.any():
         lo = None  # float64 values cast up (parameters, inputs): nothing below hi
@@ -67,37 +68,46 @@ def split(x: np.ndarray, axis: int, beta: int, slices: int | None = None
         # sigma's unit in the last place is the slice's unit 2**(top - beta*s)
         sigma = np.ldexp(0.75, top - beta * s + 53)
         part = (hi + sigma) - sigma
-        hi = hi - part
+        last = s == n
+        if not last:  # the remainders below the last slice are left out
+            hi = hi - part
         if lo is not None:
             part_lo = (lo + sigma) - sigma
-            lo = lo - part_lo
-            part = part + part_lo
+            if not last:
+                lo = lo - part_lo
+            part += part_lo
         out.append(part)
     return out
 
 
-def _safe(x: np.ndarray) -> bool:
-    """Finite, and far enough from float64's range limits that the slices and their
-    products stay normal float64 numbers."""
-    a = np.abs(np.asarray(x, dtype=np.float64))
-    if not a.size:
+def _safe(hi: np.ndarray) -> bool:
+    """``hi`` (an operand rounded to float64) is finite, and far enough from float64's
+    range limits that the slices and their products stay normal float64 numbers."""
+    if not hi.size:
         return True
-    big = a.max()
-    if not np.isfinite(big):
+    big = max(float(hi.max()), -float(hi.min()))
+    if not np.isfinite(big):  # NaN compares false: caught here too
         return False
-    return bool(big < 2.0**400 and (big == 0 or a[a > 0].min() > 2.0**-300))
+    if big == 0:
+        return True
+    small = float(np.min(np.abs(hi), where=hi != 0, initial=np.inf))
+    return big < 2.0**400 and small > 2.0**-300
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b``; for long double operands, by error-free splitting into float64 products
     (module doc). 2-d operands only take the split path; anything else is ``a @ b``."""
     if not (_WIDE and a.dtype == _LD and b.dtype == _LD and a.ndim == 2 and b.ndim == 2
-            and a.shape[1] == b.shape[0] and _safe(a) and _safe(b)):
+            and a.shape[1] == b.shape[0]):
+        return a @ b
+    with np.errstate(over="ignore", invalid="ignore"):
+        ha, hb = a.astype(np.float64), b.astype(np.float64)
+    if not (_safe(ha) and _safe(hb)):
         return a @ b
     k = a.shape[1]
     beta = slice_bits(k)
-    sa = split(a, axis=1, beta=beta)
-    sb = split(b, axis=0, beta=beta)
+    sa = split(a, axis=1, beta=beta, hi=ha)
+    sb = split(b, axis=0, beta=beta, hi=hb)
     n = len(sa)
     # the orders j = s + t >= 1 (0-based) in float64, smallest first; then the exact A_1 B_1
     low = None
