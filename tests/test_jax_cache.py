@@ -76,3 +76,32 @@ def test_precedence(monkeypatch, tmp_path):
         assert jax_cache.cache_dir() is None
     finally:
         jax_cache.set_cache_dir(None)
+
+
+def test_kink_conventions_are_stored_and_read_back(monkeypatch, tmp_path):
+    """A warm process reads the backend's kink conventions from the cache folder instead
+    of probing JAX again; a damaged entry is probed again; off: always probed."""
+    from gradparity.adapters.jax_grad import JaxBackend
+
+    monkeypatch.setenv(jax_cache.ENV_VAR, str(tmp_path / "c"))
+    probed = []
+    real = JaxBackend._probe_kinks
+
+    def probe(self, jax, dtype):
+        probed.append(dtype)
+        return real(self, jax, dtype)
+
+    monkeypatch.setattr(JaxBackend, "_probe_kinks", probe)
+    first = JaxBackend().kink_conventions("float64")
+    assert probed == ["float64"]
+    (entry,) = (tmp_path / "c" / "values").iterdir()
+    assert JaxBackend().kink_conventions("float64") == first  # a new adapter: read back
+    assert probed == ["float64"]
+    assert JaxBackend().kink_conventions("float32") == JaxBackend().kink_conventions(
+        "float32") and probed == ["float64", "float32"]  # its own key per dtype
+    entry.write_text('{"relu": "1"}')  # damaged: probed again, and replaced
+    assert JaxBackend().kink_conventions("float64") == first
+    assert probed[-1] == "float64" and len(probed) == 3
+    assert json.loads(entry.read_text()) == first
+    monkeypatch.setenv(jax_cache.ENV_VAR, "off")
+    assert JaxBackend().kink_conventions("float64") == first and len(probed) == 4

@@ -23,7 +23,9 @@ user should know, both JAX's design (one persistent cache per process):
 The ``jax`` backend's own programs (and those of the other jitted JAX backends) are kept
 in the same folder, under ``executables/``, as executables gradparity stores and finds by
 a key of its own (`stored_call`): JAX finds a program in its cache only after tracing and
-lowering it again, which was two thirds of a warm case's time.
+lowering it again, which was two thirds of a warm case's time. Under ``values/`` it keeps
+the few numbers a JAX backend measures from JAX itself (its derivatives at the kinks),
+under the same key (`stored_value`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +156,31 @@ def stored_call(jax: Any, fn: Any, name: str, structure: tuple, args: tuple) -> 
     return jax.device_get(exe(*args))
 
 
+def stored_value(jax: Any, name: str, structure: tuple,
+                 compute: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """``compute()``, a small dict of floats measured from JAX (a backend's derivatives at
+    the kinks), kept in `cache_dir` ``/values`` under the key of `stored_call` (JAX's
+    version and configuration, the package's source, the machine): a warm run does not
+    trace and run these probes again. Not found, unreadable or the cache off: computed
+    (and stored)."""
+    import json
+
+    folder = cache_dir()
+    if folder is None:
+        return compute()
+    path = folder / "values" / f"{_key(jax, name, structure, ())}.json"
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(value, dict) and all(
+                isinstance(k, str) and isinstance(v, float) for k, v in value.items()):
+            return value
+    except (OSError, ValueError):
+        pass
+    value = compute()
+    _write_atomically(path, json.dumps(value, sort_keys=True).encode())
+    return value
+
+
 def _keep(key: str, exe: Any) -> None:
     """Keep ``exe`` for this process's later calls (the oldest goes beyond `_LOADED_MAX`)."""
     with _LOCK:
@@ -212,7 +239,6 @@ def _store(jax: Any, exe: Any, path: Path) -> None:
     """Write ``exe`` to ``path`` atomically (other processes may read or write it too);
     any failure leaves the run as it is, only slower next time."""
     import pickle
-    import tempfile
 
     from jax.experimental import serialize_executable
 
@@ -222,6 +248,17 @@ def _store(jax: Any, exe: Any, path: Path) -> None:
         body = pickle.dumps(serialize_executable.serialize(exe),
                             protocol=pickle.HIGHEST_PROTOCOL)
         data = hashlib.sha256(body).digest() + body  # checked before anything is loaded
+    except Exception:  # noqa: BLE001 - a cache write never fails a run
+        return
+    _write_atomically(path, data)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in its folder (other processes
+    may read or write it too); any failure leaves things as they were."""
+    import tempfile
+
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
