@@ -10,12 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from gradparity.adapters import jax_cache, worker
 from gradparity.adapters.registry import get_backend
 from gradparity.core.processes import child_environment, concurrent_default
+from gradparity.experiments import runner
 from gradparity.experiments.runner import run_specs
 from gradparity.experiments.suites import quick_suite
 
@@ -188,14 +190,20 @@ def test_a_worker_that_dies_mid_run_hands_its_cases_back(monkeypatch):
             for w in launched:
                 os.kill(w._proc.pid, 9)
 
-    alone = run_specs(_quick(), backends=["torch", "jax"])
-    together = run_specs(_quick(), backends=["torch", "jax"], concurrent=True,
+    specs = quick_suite()  # more cases than are sent ahead: some are left to hand back
+    assert len(specs) > 2 + runner.LOOKAHEAD
+    alone = run_specs(specs, backends=["torch", "jax"])
+    together = run_specs(specs, backends=["torch", "jax"], concurrent=True,
                          progress=kill_after_first)
     assert len(launched) == 2
     assert all(w._proc is None for w in launched)  # closed: the calls ran here
     for name in ("torch", "jax"):
         by_worker = [w for n, w in served if n == name]
-        assert by_worker[0] and not any(by_worker[2:]), by_worker  # case 1; then here
+        # case 1 from the worker, and the answers it had written before it died; from
+        # then on every case here
+        assert by_worker[0] and not by_worker[-1], by_worker
+        assert by_worker == sorted(by_worker, reverse=True), by_worker
+        assert sum(by_worker) <= 1 + runner.LOOKAHEAD, by_worker
     pd.testing.assert_frame_equal(alone, together, check_exact=True)
 
 
@@ -338,3 +346,54 @@ def test_an_entry_damaged_on_disk_is_never_run(tmp_path):
         f.write_bytes(bytes(data))
     again = _fresh_run(str(cache))
     assert again["table"] == first["table"] and again["traces"] > 0
+
+
+def test_reference_and_oracle_computed_ahead_while_a_worker_keeps_us_waiting():
+    """While a worker would keep this process waiting (torch importing at the start of a
+    run), the next cases' reference and oracle are computed instead; they are the ones
+    `evaluate_case` would compute, and nothing is computed ahead when no one waits."""
+    from gradparity.reference.mlp import reference_gradients
+    from gradparity.reference.oracle import oracle_gradients
+
+    class Slow:
+        def __init__(self, polls):
+            self.polls = polls
+
+        def prefetch(self, case):
+            pass
+
+        def waiting(self):
+            self.polls -= 1
+            return self.polls >= 0
+
+    specs = quick_suite()[:6]
+    ahead = runner._Ahead(specs, [Slow(3)])
+    ahead.identity(0)
+    assert ahead.prepared(0) is None  # case 0 itself: computed by evaluate_case
+    assert sorted(ahead._prepared) == [1, 2, 3]  # one per poll that found it waiting
+    case1, _, _ = ahead.identity(1)
+    ref, oracle = ahead.prepared(1)
+    want_ref, want_oracle = reference_gradients(case1), oracle_gradients(case1)
+    for got, want in ((ref, want_ref), (oracle, want_oracle)):
+        assert got.grads.keys() == want.grads.keys()
+        assert all(np.array_equal(got.grads[k], want.grads[k]) for k in want.grads)
+    idle = runner._Ahead(specs, [Slow(0)])
+    idle.identity(0)
+    assert idle.prepared(0) is None and not idle._prepared
+
+
+def test_computing_ahead_stops_at_its_memory_budget(monkeypatch):
+    class Waits:
+        def prefetch(self, case):
+            raise AssertionError("a case computed ahead is not sent any earlier")
+
+        def waiting(self):
+            return True
+
+    monkeypatch.setattr(runner, "PREPARE_BYTES", 1)  # one case's gradients exceed it
+    ahead = runner._Ahead(quick_suite()[:6], [Waits()])
+    ahead._make(0, send=False)
+    assert ahead.prepared(0) is None and sorted(ahead._prepared) == [1]
+    monkeypatch.setattr(runner, "PREPARE_BYTES", 10**12)
+    ahead.prepared(0)
+    assert sorted(ahead._prepared) == [1, 2, 3, 4, 5]

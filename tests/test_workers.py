@@ -5,6 +5,7 @@ starts them before its child, ends them with it, and keeps its parent light."""
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -242,3 +243,30 @@ def test_a_pipe_number_reused_by_user_code_is_never_written_to(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "True True"
     assert target.read_bytes() == b""  # nothing of the protocol went into the user's file
+
+
+class _WhoUnpickles:
+    """Unpickled, writes the name of the thread that unpickles it to ``path``."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        code = (f"import pathlib, threading; pathlib.Path({self.path!r}).write_text("
+                "threading.current_thread().name)")
+        return (exec, (code,))
+
+
+def test_requests_are_unpickled_by_the_workers_main_thread(tmp_path):
+    """The worker's reader thread only reads bytes: unpickling a case imports NumPy, and
+    NumPy imported by two threads at once killed the worker (about one start in five when
+    cases arrived while the framework imported)."""
+    path = tmp_path / "thread"
+    w = worker.WorkerBackend.launch("reference", "float64")
+    try:
+        w._send("unavailable_reason", (_WhoUnpickles(path),))
+        kind, _ = pickle.load(w._replies)  # the call itself fails: too many arguments
+    finally:
+        w.close()
+    assert kind == "raised"
+    assert path.read_text() == "MainThread"

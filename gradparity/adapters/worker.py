@@ -27,6 +27,7 @@ import os
 import pickle
 import queue
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -85,6 +86,7 @@ class WorkerBackend:
                 env=env, start_new_session=True)  # killed as a group
         except OSError:
             return cls(name)
+        _widen(proc.stdout)
         return cls(name, proc.stdin, proc.stdout, proc)
 
     def _identify(self) -> tuple[tuple[int, int], ...] | None:
@@ -103,7 +105,8 @@ class WorkerBackend:
         return method, tuple(id(a) if method == "gradients" else a for a in args)
 
     def _send(self, method: str, args: tuple) -> None:
-        pickle.dump((method, args), self._requests, protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps((method, args), protocol=pickle.HIGHEST_PROTOCOL)
+        self._requests.write(_FRAME.pack(len(data)) + data)
         self._requests.flush()
         self._sent.append((self._key(method, args), args))
 
@@ -124,6 +127,19 @@ class WorkerBackend:
                     self._send(method, args)
         except Exception:  # noqa: BLE001 - the worker is gone: the calls run here
             self.close()
+
+    def waiting(self) -> bool:
+        """Whether a call now would wait: a request is unanswered and nothing can be read
+        from the worker at once (e.g. it is still importing its framework)."""
+        if self._requests is None or not self._sent or self._replied:
+            return False
+        try:
+            import select
+
+            readable, _, _ = select.select([self._replies], [], [], 0)
+        except (OSError, ValueError, TypeError):  # closed, or no select on pipes here
+            return False
+        return not readable
 
     def _call(self, method: str, *args: Any) -> Any:
         key = self._key(method, args)
@@ -193,6 +209,24 @@ class WorkerBackend:
             proc.wait()
 
 
+#: Bytes the pipe of a worker's answers holds (Linux; elsewhere the system's size): the
+#: answers of the cases sent ahead wait there while this process judges. 1 MiB is Linux's
+#: limit for an unprivileged process (``/proc/sys/fs/pipe-max-size``).
+REPLY_PIPE = 1 << 20
+
+
+def _widen(pipe: Any) -> None:
+    """Let ``pipe`` hold `REPLY_PIPE` bytes where the system allows it (else leave it)."""
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system
+        return
+    setpipe = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only
+    if setpipe is not None:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            fcntl.fcntl(pipe.fileno(), setpipe, REPLY_PIPE)
+
+
 def _row_mode(name: str) -> str | dict[str, str]:
     from gradparity.adapters.registry import get_backend
 
@@ -220,6 +254,9 @@ class WorkerPool:
             self._turn += 1
             self._dealt[id(case)] = (w, case)  # the case kept alive: its id stays its own
         self._dealt[id(case)][0].prefetch(case)
+
+    def waiting(self) -> bool:
+        return any(w.waiting() for w in self.workers)
 
     def gradients(self, case) -> GradientSet:
         dealt = self._dealt.pop(id(case), None)
@@ -318,7 +355,10 @@ def _serve(name: str, dtype: str) -> None:
     os.dup2(2, 1)  # what the framework prints never mixes with the replies
     # Requests are read as they come, by a thread of their own: the caller sends the next
     # cases while this process writes its answer, and a pipe holds only 64 kB: if each
-    # side waited for the other to read, both would wait for ever.
+    # side waited for the other to read, both would wait for ever. That thread reads
+    # bytes only; they are unpickled here: unpickling a case imports NumPy, and NumPy
+    # imported by two threads at once (this one imports the framework, which imports
+    # NumPy) fails ("cannot load module more than once per process"), killing the worker.
     requests: queue.SimpleQueue = queue.SimpleQueue()
     threading.Thread(target=_read_requests, args=(sys.stdin.buffer, requests),
                      daemon=True).start()
@@ -331,10 +371,13 @@ def _serve(name: str, dtype: str) -> None:
         if backend.available():
             backend.kink_conventions(dtype)  # warms its transform
     while True:
-        request = requests.get()
-        if request is None:  # the input closed, or did not unpickle
+        frame = requests.get()
+        if frame is None:  # the input closed
             return
-        method, args = request
+        try:
+            method, args = pickle.loads(frame)
+        except Exception:  # noqa: BLE001 - garbled: the worker ends, the caller computes
+            return
         if method not in _METHODS:
             return
         try:
@@ -356,13 +399,19 @@ def _serve(name: str, dtype: str) -> None:
         replies.flush()
 
 
+#: A request's length, before its pickled bytes.
+_FRAME = struct.Struct("<Q")
+
+
 def _read_requests(stream: Any, requests: queue.SimpleQueue) -> None:
+    """Put each request's bytes on ``requests`` as it arrives; ``None`` at the end."""
     while True:
-        try:
-            requests.put(pickle.load(stream))
-        except Exception:  # noqa: BLE001 - closed or garbled: the worker ends
-            requests.put(None)
+        head = stream.read(_FRAME.size)
+        frame = stream.read(_FRAME.unpack(head)[0]) if len(head) == _FRAME.size else b""
+        if len(head) != _FRAME.size or len(frame) != _FRAME.unpack(head)[0]:
+            requests.put(None)  # closed, or cut short
             return
+        requests.put(frame)
 
 
 if __name__ == "__main__":

@@ -100,6 +100,7 @@ def evaluate_case(
     rule: CalibratedRule = DEFAULT_RULE,
     layer_own: bool = False,
     identity: tuple[Case, str, bool] | None = None,
+    prepared: tuple[GradientSet, GradientSet | None] | None = None,
 ) -> CaseResult:
     """Judge every backend on one case (a `Spec`, or a `Case` with its arrays).
 
@@ -108,14 +109,14 @@ def evaluate_case(
     backend is ``skipped``. ``tolerances`` is the per-dtype table; with ``layer_own``,
     every layer of every judged backend also runs on the reference's upstream values
     (rows with ``mode="layer_own"``, which leave the statuses alone). ``identity``:
-    ``case_identity(item)`` when the caller has it already.
+    ``case_identity(item)`` when the caller has it already, ``prepared`` the reference's
+    and the oracle's gradients of that case.
     """
     spec = item if isinstance(item, Spec) else item.spec
     result = CaseResult(spec, spec.case_id)
     try:
         case, case_id, rerun = identity or case_identity(item)
-        ref = reference_gradients(case)
-        oracle = oracle_gradients(case)
+        ref, oracle = prepared or (reference_gradients(case), oracle_gradients(case))
     except Exception as exc:  # noqa: BLE001 - isolate the case, keep sweeping
         for b in adapters:
             result._status(b.name, "error", f"reference: {type(exc).__name__}: {exc}", exc)
@@ -216,9 +217,10 @@ def run_specs(
     try:
         ahead = _Ahead(specs, list(workers.values()))
         for i, item in enumerate(specs, start=1):
+            identity = ahead.identity(i - 1)
             result = evaluate_case(item, adapters, tolerances=tol, policy=policy,
-                                   rule=rule, layer_own=layer_own,
-                                   identity=ahead.identity(i - 1))
+                                   rule=rule, layer_own=layer_own, identity=identity,
+                                   prepared=ahead.prepared(i - 1))
             rows += result.rows
             if progress:
                 progress(i, len(specs), result.spec, result.statuses)
@@ -279,34 +281,85 @@ def _framework_workers(backends: Sequence[str | Backend], adapters: Sequence[Bac
     return workers, launched
 
 
+#: Cases sent to the workers ahead of the one judged here. Several, so that a worker is
+#: never idle while another one, or this process, is slower for a while: at the start of
+#: a run the JAX worker computes the first cases while torch still imports (about 2.5 s).
+#: Their answers wait in the workers' pipes (`gradparity.adapters.worker.REPLY_PIPE`).
+LOOKAHEAD = 8
+
+
+#: How far ahead the reference and the oracle may be computed while a worker is not ready:
+#: at most this many cases, holding at most `PREPARE_BYTES` of gradients.
+PREPARE_AHEAD = 64
+PREPARE_BYTES = 256 * 2**20
+
+
 class _Ahead:
     """The cases' identities (`case_identity`), each made ahead and sent to the workers at
-    once, so that they compute case i + 1 (and i + 2 with two workers) while case i is
-    judged here."""
+    once, so that they compute the next `LOOKAHEAD` cases while case i is judged here."""
 
     def __init__(self, specs: Sequence[Spec | Case], workers: list) -> None:
         self._specs, self._workers = specs, workers
         self._made: dict[int, tuple[Case, str, bool] | None] = {}
-        # as many cases ahead as the largest pool has workers: each has one to compute
-        self._depth = max((len(getattr(w, "workers", (w,))) for w in workers), default=1)
+        self._sent: set[int] = set()
+        # at least one case for each worker of the largest pool
+        self._depth = max([LOOKAHEAD, *(len(getattr(w, "workers", (w,))) for w in workers)])
+        self._prepared: dict[int, tuple[GradientSet, GradientSet | None]] = {}
+        self._held = 0  # bytes of self._prepared
+        self._next_prepared = 0
 
-    def _make(self, i: int) -> None:
-        if i in self._made or i >= len(self._specs):
-            return
-        try:
-            made = case_identity(self._specs[i])
-        except Exception:  # noqa: BLE001 - evaluate_case makes it again and reports it
-            made = None
-        self._made[i] = made
-        if made is not None:
+    def _make(self, i: int, send: bool = True) -> tuple[Case, str, bool] | None:
+        if i >= len(self._specs):
+            return None
+        if i not in self._made:
+            try:
+                self._made[i] = case_identity(self._specs[i])
+            except Exception:  # noqa: BLE001 - evaluate_case makes it again and reports it
+                self._made[i] = None
+        made = self._made[i]
+        if send and made is not None and i not in self._sent:
+            self._sent.add(i)
             for w in self._workers:
                 w.prefetch(made[0])
+        return made
 
     def identity(self, i: int) -> tuple[Case, str, bool] | None:
         """Case i's identity (None: `evaluate_case` makes it), after sending the next
-        cases (one per worker of the largest pool)."""
+        `LOOKAHEAD` cases (at least one per worker of the largest pool)."""
         if not self._workers:
             return None
         for j in range(i, i + 1 + self._depth):
             self._make(j)
+        self._sent.discard(i)
         return self._made.pop(i)
+
+    def prepared(self, i: int) -> tuple[GradientSet, GradientSet | None] | None:
+        """Case i's reference and oracle gradients (None: `evaluate_case` computes them).
+        While a worker keeps this process waiting (at the start of a run, torch imports
+        for about 2.5 s), the next cases' are computed instead (`PREPARE_AHEAD`,
+        `PREPARE_BYTES`); they are not sent to the workers any earlier."""
+        if not self._workers:
+            return None
+        j = max(i + 1, self._next_prepared)
+        while (j < min(len(self._specs), i + 1 + PREPARE_AHEAD)
+               and self._held < PREPARE_BYTES and any(w.waiting() for w in self._workers)):
+            made = self._make(j, send=False)
+            if made is not None:
+                try:
+                    self._prepared[j] = (reference_gradients(made[0]),
+                                         oracle_gradients(made[0]))
+                except Exception:  # noqa: BLE001 - evaluate_case computes and reports it
+                    pass
+                else:
+                    self._held += _nbytes(self._prepared[j])
+            j += 1
+        self._next_prepared = j
+        done = self._prepared.pop(i, None)
+        if done is not None:
+            self._held -= _nbytes(done)
+        return done
+
+
+def _nbytes(sets: tuple[GradientSet, GradientSet | None]) -> int:
+    return sum(a.nbytes for g in sets if g is not None
+               for part in (g.forward, g.grads) for a in part.values())
