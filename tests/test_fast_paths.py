@@ -264,3 +264,41 @@ def test_blocked_oracle_error_equals_one_piece(monkeypatch, block):
         monkeypatch.undo()
         assert blocked.worst_eps == whole.worst_eps
         assert blocked.norm_eps == pytest.approx(whole.norm_eps, rel=1e-12)
+
+
+def _mixed_pairs():
+    """Small tensors of both dtypes, with ties, mismatches, zeros, opposite signs,
+    non-finite elements, an empty actual and a shape mismatch among them."""
+    pairs = [(a, e) for a, e, _ in [*_cases(), *_tied_cases()]]
+    rng = np.random.default_rng(17)
+    e = rng.standard_normal((4, 3))
+    a = e.copy()
+    a[1, 2] = np.nan
+    pairs.append((a, e))
+    a = e.copy()
+    a[0, 0] = np.inf
+    pairs.append((a, e))
+    pairs.append((np.full((0,), np.nan), e))
+    pairs.append((e.T.copy(), e))
+    pairs.append((e.astype(np.float32), e))  # another dtype than the working one
+    return pairs
+
+
+@pytest.mark.parametrize("block", [None, 7, 40])
+@pytest.mark.parametrize("rtol,atol", [(1.3e-6, 1e-5), (1e-7, 1e-7), (0.0, 0.0)])
+def test_many_small_tensors_together_equal_one_at_a_time(monkeypatch, block, rtol, atol):
+    """`compare_many` measures small tensors together: every field, the masks and
+    differences included, is what `compare_arrays` gives each on its own."""
+    from gradparity.judge.compare import compare_many
+
+    if block is not None:  # groups end at a block: several groups, and large tensors
+        _with_block(monkeypatch, block)
+    pairs = _mixed_pairs()
+    with np.errstate(all="ignore"):
+        for dtype in (None, "float64", "float32"):
+            together = compare_many(pairs, rtol=rtol, atol=atol, dtype=dtype)
+            alone = [compare_arrays(a, e, rtol=rtol, atol=atol, dtype=dtype)
+                     for a, e in pairs]
+            assert len(together) == len(alone)
+            for (a, e), t, one in zip(pairs, together, alone, strict=True):
+                assert _fields(t) == _fields(one), (a, e, dtype)

@@ -372,3 +372,117 @@ def _compare_blocked(actual: Array, expected: Array, *, rtol: float, atol: float
         mismatch_mask=mismatch_mask, diff=diff_full,
         abs_index=_index(abs_max.index, shape), rel_index=_index(rel_max.index, shape),
     )
+
+
+def compare_many(pairs: list[tuple[Array, Array]], *, rtol: float, atol: float,
+                 dtype: str | None = None) -> list[TensorComparison]:
+    """``[compare_arrays(a, e, ...) for a, e in pairs]``, with the same results, field for
+    field; the small tensors (at most `gradparity.core.blocks.BLOCK` elements, both sides
+    in the working dtype, every element finite) are measured together, in one set of
+    passes over their concatenation, up to a block at a time: per tensor, the passes
+    cost far more in calls than in arithmetic on the few hundred elements a small
+    network's tensors have."""
+    out: list[TensorComparison | None] = [None] * len(pairs)
+    group: list[int] = []
+    size = 0
+    work_of = None if dtype is None else np.dtype(dtype)
+
+    def flush() -> None:
+        nonlocal size
+        if group:
+            for i, c in zip(group, _compare_group([pairs[i] for i in group], rtol=rtol,
+                                                  atol=atol, work=work_of), strict=True):
+                out[i] = c
+        group.clear()
+        size = 0
+
+    for i, (a, e) in enumerate(pairs):
+        if (rtol >= 0 and atol >= 0 and isinstance(a, np.ndarray)
+                and isinstance(e, np.ndarray) and a.shape == e.shape
+                and 0 < e.size <= _blocks.BLOCK and a.dtype == e.dtype
+                and e.dtype == (work_of if work_of is not None else e.dtype)
+                and e.dtype.kind == "f" and e.dtype.itemsize in (2, 4, 8)):
+            if size + e.size > _blocks.BLOCK or (group and pairs[group[0]][1].dtype
+                                                 != e.dtype):
+                flush()  # a group: one dtype, at most a block
+            group.append(i)
+            size += e.size
+        else:
+            out[i] = compare_arrays(a, e, rtol=rtol, atol=atol, dtype=dtype)
+    flush()
+    return out  # type: ignore[return-value]
+
+
+def _first(values: Array, maxima: Array, sizes: Array, starts: Array) -> Array:
+    """Per segment, the flat index of the first element equal to the segment's maximum
+    (every segment holds one: the maximum is attained)."""
+    at = np.flatnonzero(values == np.repeat(maxima, sizes))
+    return at[np.searchsorted(at, starts)]
+
+
+def _compare_group(pairs: list[tuple[Array, Array]], *, rtol: float, atol: float,
+                   work: np.dtype | None) -> list[TensorComparison]:
+    """`compare_many`'s small tensors (one dtype, the working one), measured together;
+    a tensor with a non-finite element goes through `compare_arrays` on its own."""
+    sizes = np.array([e.size for _, e in pairs], dtype=np.intp)
+    starts = np.zeros(len(pairs), dtype=np.intp)
+    np.cumsum(sizes[:-1], out=starts[1:])
+    raw_a = np.concatenate([a.reshape(-1) for a, _ in pairs])
+    raw_e = np.concatenate([e.reshape(-1) for _, e in pairs])
+    a64, e64 = raw_a.astype(np.float64), raw_e.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        d = a64 - e64
+        finite = np.isfinite(d)
+        if not finite.all():  # rare: those tensors on their own, the rest together again
+            whole = np.logical_and.reduceat(finite, starts)
+            rest = [p for p, ok in zip(pairs, whole, strict=True) if ok]
+            done = iter(_compare_group(rest, rtol=rtol, atol=atol, work=work) if rest
+                        else [])
+            return [next(done) if ok else compare_arrays(a, e, rtol=rtol, atol=atol,
+                                                          dtype=work)
+                    for (a, e), ok in zip(pairs, whole, strict=True)]
+        diff = np.abs(d)
+        abs_e = np.abs(e64)
+        allowed = np.multiply(abs_e, rtol)
+        allowed += atol
+        mismatch = diff > allowed
+        n_mismatch = np.add.reduceat(mismatch, starts, dtype=np.intp)
+        rel = np.divide(diff, abs_e, out=abs_e)
+        rel[diff == 0] = 0.0
+        max_abs = np.maximum.reduceat(diff, starts)
+        max_rel = np.maximum.reduceat(rel, starts)
+        at_abs = _first(diff, max_abs, sizes, starts)
+        at_rel = _first(rel, max_rel, sizes, starts)
+        at_bad = at_abs
+        if n_mismatch.any():
+            badness = diff - allowed
+            badness[~mismatch] = -np.inf
+            at_bad = np.where(n_mismatch > 0,
+                              _first(badness, np.maximum.reduceat(badness, starts), sizes,
+                                     starts), at_abs)
+        # ULPs on the raw bit patterns, as `_max_ulp_finite`: apart where the signs differ
+        itype = {4: np.int32, 8: np.int64, 2: np.int16}[raw_a.dtype.itemsize]
+        ra, re = raw_a.view(itype), raw_e.view(itype)
+        apart = (ra ^ re) < 0
+        near = np.abs(np.where(apart, 0, ra - re))
+        max_ulp = np.maximum.reduceat(near, starts).astype(np.float64)
+        if apart.any():
+            mask = np.iinfo(itype).max
+            far = np.where(apart, (ra & mask).astype(np.float64)
+                           + (re & mask).astype(np.float64), 0.0)
+            np.maximum(max_ulp, np.maximum.reduceat(far, starts), out=max_ulp)
+    out = []
+    for k, (_a, e) in enumerate(pairs):
+        s, t, shape = int(starts[k]), int(starts[k] + sizes[k]), e.shape
+        cosine, norm_err = _norms(a64[s:t], e64[s:t], d[s:t], work or e.dtype)
+        flat, fa, fr = int(at_bad[k]) - s, int(at_abs[k]) - s, int(at_rel[k]) - s
+        n = int(n_mismatch[k])
+        out.append(TensorComparison(
+            shape=tuple(shape), max_abs_err=float(max_abs[k]), max_rel_err=float(max_rel[k]),
+            max_ulp=float(max_ulp[k]), cosine=cosine, norm_err_eps=norm_err,
+            worst_index=_index(flat, shape), worst_value=float(a64[s + flat]),
+            worst_expected=float(e64[s + flat]), n_mismatch=n, n_elements=int(sizes[k]),
+            atol=float(atol), rtol=float(rtol), passed=n == 0,
+            mismatch_mask=mismatch[s:t].reshape(shape), diff=diff[s:t].reshape(shape),
+            abs_index=_index(fa, shape), rel_index=_index(fr, shape)))
+    return out

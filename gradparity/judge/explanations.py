@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from gradparity.core.gradients import GradientSet
-from gradparity.judge.compare import TensorComparison, compare_arrays
+from gradparity.judge.compare import TensorComparison, compare_arrays, compare_many
 from gradparity.judge.policy import CalibratedRule
 from gradparity.judge.tolerances import Tolerance
 from gradparity.reference.activations import ACTIVATION_FUNCS
@@ -84,6 +84,20 @@ def compare_tensor(actual: GradientSet, expected: GradientSet, layer: int, quant
         return compare_arrays(np.full((0,), np.nan), e, rtol=tol.rtol, atol=tol.atol,
                               dtype=dtype)
     return compare_arrays(a, e, rtol=tol.rtol, atol=tol.atol, dtype=dtype)
+
+
+def compare_tensors(actual: GradientSet, expected: GradientSet,
+                    order: list[tuple[int, str]], tol: Tolerance,
+                    dtype: str) -> list[TensorComparison]:
+    """`compare_tensor` of every (layer, quantity) in ``order``, the small tensors
+    measured together (`compare_many`)."""
+    pairs = []
+    for layer, quantity in order:
+        a, e = actual.get(layer, quantity), expected.get(layer, quantity)
+        if e is None:
+            raise KeyError(f"reference has no {quantity}{layer}")
+        pairs.append((np.full((0,), np.nan) if a is None else a, e))
+    return compare_many(pairs, rtol=tol.rtol, atol=tol.atol, dtype=dtype)
 
 
 def kink_reason(spec, kinks: Mapping[str, int], conv: Mapping[str, float],

@@ -41,7 +41,7 @@ from gradparity.judge.explanations import (
     OUTPUT_FORM_TEXT,
     agrees_where_untainted,
     budget_text,
-    compare_tensor,
+    compare_tensors,
     dtype_problem,
     explained_by,
     failure_reason,
@@ -110,8 +110,7 @@ def measure(case: Case, actual: GradientSet, reference: GradientSet,
     """The metrics and the policy's pass/fail of every tensor (`Measured`)."""
     spec = case.spec
     order = backprop_order(spec.depth, with_output_dA=spec.loss_form == "probs")
-    base = [compare_tensor(actual, reference, layer, q, tolerance, spec.dtype)
-            for layer, q in order]
+    base = compare_tensors(actual, reference, order, tolerance, spec.dtype)
     errs = [oracle_errors(actual, reference, oracle, layer, q, case) for layer, q in order]
     calibrated = [None if e is None else (rule.passes(e[0].norm_eps, e[1].norm_eps)
                                           and rule.passes(e[0].worst_eps, e[1].worst_eps))
