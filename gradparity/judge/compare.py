@@ -252,21 +252,30 @@ def _index(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(int(i) for i in np.unravel_index(flat, shape))
 
 
+def _elementwise(d: Array, e: Array, rtol: float,
+                 atol: float) -> tuple[Array, Array, Array, Array]:
+    """The passes every finite path shares, for ``d = a - e`` (float64, finite):
+    ``|d|``, ``allowed = atol + rtol |e|``, ``mismatch = |d| > allowed`` and the relative
+    error ``|d| / |e|`` (0 where ``d`` is 0)."""
+    diff = np.abs(d)
+    abs_e = np.abs(e)
+    allowed = np.multiply(abs_e, rtol)
+    allowed += atol
+    mismatch = diff > allowed
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = np.divide(diff, abs_e, out=abs_e)  # 0/0 (equal zeros) is NaN, 0 in the metric
+    rel[diff == 0] = 0.0
+    return diff, allowed, mismatch, rel
+
+
 def _compare_finite(actual: Array, expected: Array, a: Array, e: Array, d: Array, *,
                     rtol: float, atol: float, work: np.dtype) -> TensorComparison:
     """`compare_arrays` when every element of both arrays is finite and atol, rtol >= 0:
     the same metrics in fewer passes (no NaN/inf bookkeeping)."""
     shape = e.shape
     a, e, d = a.reshape(-1), e.reshape(-1), d.reshape(-1)  # 0-d too: arrays, not scalars
-    diff = np.abs(d)
-    abs_e = np.abs(e)
-    allowed = np.multiply(abs_e, rtol)
-    allowed += atol
-    mismatch = diff > allowed
+    diff, allowed, mismatch, rel = _elementwise(d, e, rtol, atol)
     n_mismatch = int(np.count_nonzero(mismatch))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rel = np.divide(diff, abs_e, out=abs_e)  # 0/0 (equal zeros) is NaN, 0 in the metric
-    rel[diff == 0] = 0.0
     flat_abs = int(np.argmax(diff))
     flat_rel = int(np.argmax(rel))
     if n_mismatch:
@@ -330,14 +339,8 @@ def _compare_blocked(actual: Array, expected: Array, *, rtol: float, atol: float
             d = a - e
             if not np.isfinite(d).all():
                 return None
-            diff = np.abs(d)
-            abs_e = np.abs(e)
-            allowed = np.multiply(abs_e, rtol)
-            allowed += atol
-            mismatch = diff > allowed
+            diff, allowed, mismatch, rel = _elementwise(d, e, rtol, atol)
             k = int(np.count_nonzero(mismatch))
-            rel = np.divide(diff, abs_e, out=abs_e)
-            rel[diff == 0] = 0.0
             abs_max.offer(diff, s)
             rel_max.offer(rel, s)
             if k:
@@ -441,14 +444,8 @@ def _compare_group(pairs: list[tuple[Array, Array]], *, rtol: float, atol: float
             return [next(done) if ok else compare_arrays(a, e, rtol=rtol, atol=atol,
                                                           dtype=work)
                     for (a, e), ok in zip(pairs, whole, strict=True)]
-        diff = np.abs(d)
-        abs_e = np.abs(e64)
-        allowed = np.multiply(abs_e, rtol)
-        allowed += atol
-        mismatch = diff > allowed
+        diff, allowed, mismatch, rel = _elementwise(d, e64, rtol, atol)
         n_mismatch = np.add.reduceat(mismatch, starts, dtype=np.intp)
-        rel = np.divide(diff, abs_e, out=abs_e)
-        rel[diff == 0] = 0.0
         max_abs = np.maximum.reduceat(diff, starts)
         max_rel = np.maximum.reduceat(rel, starts)
         at_abs = _first(diff, max_abs, sizes, starts)
