@@ -5,6 +5,8 @@ from __future__ import annotations
 import mpmath
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gradparity.core.spec import Spec
 from gradparity.reference import extended
@@ -135,3 +137,34 @@ def test_oracle_matches_the_long_double_loop(monkeypatch, activation, head, form
             continue
         diff = float(np.max(np.abs((s - o).astype(np.float64))))
         assert diff <= 1e-2 * EPS64 * scale, (key, diff / (EPS64 * scale))
+
+
+@pytest.mark.skipif(not extended._X87, reason="reads the x87 80-bit long double's bits")
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_float64_exact_reads_the_bits_right(data):
+    """True exactly when every entry survives a round trip through float64: float64
+    values cast up (any sign, zeros, float64's extremes) are, an entry with a bit below
+    float64's last, or outside its normal range, is not; any layout."""
+    n = data.draw(st.integers(1, 6))
+    m = data.draw(st.integers(1, 5))
+    values = data.draw(st.lists(st.floats(allow_nan=False, allow_infinity=False,
+                                          allow_subnormal=False), min_size=n * m,
+                                max_size=n * m))
+    x = np.array(values, dtype=np.float64).reshape(n, m).astype(np.longdouble)
+    assert extended.float64_exact(x) and extended.float64_exact(x.T)
+    i = data.draw(st.integers(0, n * m - 1))
+    change = data.draw(st.sampled_from(["below", "tiny", "huge", "none"]))
+    y = x.copy()
+    if change == "below" and y.flat[i] != 0:
+        y.flat[i] += y.flat[i] * np.longdouble(2.0) ** -60  # a bit float64 cannot hold
+    elif change == "tiny":
+        y.flat[i] = np.longdouble(2.0) ** -1030  # subnormal in float64
+    elif change == "huge":
+        y.flat[i] = np.longdouble(2.0) ** 1030  # beyond float64
+    with np.errstate(over="ignore"):
+        survives = bool(np.all(y.astype(np.float64).astype(np.longdouble) == y)
+                        and np.all(np.isfinite(y.astype(np.float64))))
+    normal = bool(np.all((np.abs(y) >= np.longdouble(2.0) ** -1022) | (y == 0)))
+    assert extended.float64_exact(y) == (survives and normal)
+    assert extended.float64_exact(np.asfortranarray(y)) == extended.float64_exact(y)

@@ -29,6 +29,8 @@ large that the scaled slices could leave float64's exponent range.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 #: Slices per operand; with ``beta`` >= 21 bits each they cover long double's 64 bits.
@@ -57,9 +59,11 @@ def split(x: np.ndarray, axis: int, beta: int, slices: int | None = None,
     rounded to float64, when the caller has it already."""
     n = SLICES if slices is None else slices
     hi = np.asarray(x, dtype=np.float64) if hi is None else hi
-    lo = np.asarray(x - hi.astype(x.dtype), dtype=np.float64) if x.dtype != hi.dtype else None
-    if lo is not None and not lo.any():
-        lo = None  # float64 values cast up (parameters, inputs): nothing below hi
+    lo = None
+    if x.dtype != hi.dtype and not float64_exact(x):  # else float64 values cast up
+        lo = np.asarray(x - hi.astype(x.dtype), dtype=np.float64)
+        if not lo.any():
+            lo = None
     mx = np.max(np.abs(hi), axis=axis, keepdims=True) if hi.size else np.zeros_like(hi)
     # top: every entry of the lane is below 2**top (a lane of zeros gets any power)
     _, top = np.frexp(np.where(mx > 0, mx, 1.0))
@@ -78,6 +82,34 @@ def split(x: np.ndarray, axis: int, beta: int, slices: int | None = None,
             part += part_lo
         out.append(part)
     return out
+
+
+#: Long double is the x87 80-bit format, little-endian (x86): a 64-bit significand with an
+#: explicit leading bit in the first 8 bytes, the sign and a 15-bit exponent in the next 2.
+_X87 = (_WIDE and np.finfo(np.longdouble).nmant == 63 and _LD.itemsize == 16
+        and sys.byteorder == "little")
+
+
+def float64_exact(x: np.ndarray) -> bool:
+    """Whether every entry of the long-double ``x`` is a float64 value (a parameter or an
+    input cast up), read from the bits: the significand's low 11 bits are zero and the
+    exponent is within float64's normal range (or the entry is zero). Two integer passes
+    instead of a long-double subtraction. ``False`` when this cannot be read (another
+    long-double format, or a layout without a contiguous axis): the caller then
+    subtracts."""
+    if not _X87 or x.dtype != _LD or not x.size:
+        return False
+    c = x if x.flags.c_contiguous else (x.T if x.flags.f_contiguous else None)
+    if c is None:
+        return False
+    words = c.reshape(-1).view(np.uint64).reshape(-1, 2)  # the rest of a slot is padding
+    significand, top = words[:, 0], words[:, 1]
+    if (significand & np.uint64(0x7FF)).any():
+        return False
+    # biased exponent within float64's normal range: 16383 - 1022 .. 16383 + 1023
+    exponent = top & np.uint64(0x7FFF)
+    normal = (exponent >= np.uint64(15361)) & (exponent <= np.uint64(17406))
+    return bool(np.all(normal | (significand == 0)))
 
 
 def _safe(hi: np.ndarray) -> bool:
