@@ -201,10 +201,10 @@ def run_specs(
         layer_own: also run every layer of every backend on the reference's upstream
             values (rows with ``mode="layer_own"``; see `gradparity.judge.layer_own`).
         concurrent: run each framework backend named in ``backends`` in a worker process
-            of its own (`gradparity.adapters.worker`), one case ahead: the frameworks
-            compute the next case while this process judges the current one. Same
-            adapters, same arrays, same table; a worker that fails hands its calls back
-            to this process. Ignored with ``layer_own``.
+            of its own (`gradparity.adapters.worker`), `LOOKAHEAD` cases ahead: the
+            frameworks compute the next cases while this process judges the current one.
+            Same adapters, same arrays, same table; a worker that fails hands its calls
+            back to this process. Ignored with ``layer_own``.
     """
     check_policy(policy)
     tol = tolerances or resolve_tolerances()
