@@ -270,3 +270,18 @@ def test_requests_are_unpickled_by_the_workers_main_thread(tmp_path):
         w.close()
     assert kind == "raised"
     assert path.read_text() == "MainThread"
+
+
+@pytest.mark.parametrize("garbage", [b"\xff" * 8 + b"x", b"\x05\x00", b"\x03" + b"\0" * 7 + b"abc"])
+def test_a_garbled_request_ends_the_worker_and_the_call_runs_here(garbage):
+    """A cut-short, oversized or unpicklable frame ends the worker; the caller, waiting
+    for its answer, computes it itself instead of waiting for ever."""
+    w = worker.WorkerBackend.launch("reference", "float64")
+    try:
+        w._requests.write(garbage)
+        w._requests.close() if len(garbage) < 8 else w._requests.flush()
+        assert w._proc.wait(timeout=60) is not None
+        assert w.available() is True  # answered here
+        assert w._proc is None  # the worker was let go
+    finally:
+        w.close()

@@ -399,17 +399,22 @@ def _serve(name: str, dtype: str) -> None:
         replies.flush()
 
 
-#: A request's length, before its pickled bytes.
+#: A request's length, before its pickled bytes; a length beyond `_MAX_FRAME` is garbage.
 _FRAME = struct.Struct("<Q")
+_MAX_FRAME = 1 << 40
 
 
 def _read_requests(stream: Any, requests: queue.SimpleQueue) -> None:
     """Put each request's bytes on ``requests`` as it arrives; ``None`` at the end."""
     while True:
-        head = stream.read(_FRAME.size)
-        frame = stream.read(_FRAME.unpack(head)[0]) if len(head) == _FRAME.size else b""
-        if len(head) != _FRAME.size or len(frame) != _FRAME.unpack(head)[0]:
-            requests.put(None)  # closed, or cut short
+        try:
+            head = stream.read(_FRAME.size)
+            size = _FRAME.unpack(head)[0] if len(head) == _FRAME.size else -1
+            frame = stream.read(size) if 0 <= size <= _MAX_FRAME else b""
+        except Exception:  # noqa: BLE001 - closed under us: the worker ends
+            size, frame = -1, b""
+        if size < 0 or len(frame) != size:
+            requests.put(None)  # closed, cut short or garbled: the worker ends
             return
         requests.put(frame)
 
