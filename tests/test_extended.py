@@ -168,3 +168,16 @@ def test_float64_exact_reads_the_bits_right(data):
     normal = bool(np.all((np.abs(y) >= np.longdouble(2.0) ** -1022) | (y == 0)))
     assert extended.float64_exact(y) == (survives and normal)
     assert extended.float64_exact(np.asfortranarray(y)) == extended.float64_exact(y)
+
+
+@pytest.mark.skipif(not extended._X87, reason="reads the x87 80-bit long double's bits")
+@pytest.mark.parametrize("significand,exponent", [
+    (0, 0x7FFF),                  # pseudo-infinity
+    (0, 16383),                   # pseudo-zero
+    (0x4000000000000000, 16383),  # unnormal: the explicit leading bit clear
+])
+def test_float64_exact_rejects_encodings_arithmetic_never_makes(significand, exponent):
+    x = np.ones(3, dtype=np.longdouble)
+    words = x.view(np.uint64).reshape(-1, 2)
+    words[1, 0], words[1, 1] = significand, exponent
+    assert not extended.float64_exact(x)

@@ -302,3 +302,13 @@ def test_many_small_tensors_together_equal_one_at_a_time(monkeypatch, block, rto
             assert len(together) == len(alone)
             for (a, e), t, one in zip(pairs, together, alone, strict=True):
                 assert _fields(t) == _fields(one), (a, e, dtype)
+
+
+def test_big_endian_arrays_are_measured_like_native_ones():
+    from gradparity.judge.compare import compare_many
+
+    a, e = np.array([1.0, 2.0]), np.array([1.0, 3.0])
+    want = _fields(compare_arrays(a, e, rtol=1e-7, atol=1e-7))
+    big_a, big_e = a.astype(">f8"), e.astype(">f8")
+    assert _fields(compare_arrays(big_a, big_e, rtol=1e-7, atol=1e-7)) == want
+    assert _fields(compare_many([(big_a, big_e)], rtol=1e-7, atol=1e-7)[0]) == want

@@ -130,8 +130,9 @@ class WorkerBackend:
 
     def waiting(self) -> bool:
         """Whether a call now would wait: a request is unanswered and nothing can be read
-        from the worker at once (e.g. it is still importing its framework)."""
-        if self._requests is None or not self._sent or self._replied:
+        from the worker at once (e.g. it is still importing its framework). A hint only:
+        an answer already read ahead into this side's buffer counts as not there yet."""
+        if self._requests is None or not self._sent:
             return False
         try:
             import select

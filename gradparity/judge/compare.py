@@ -232,6 +232,10 @@ def _max_ulp_finite(actual: Array, expected: Array) -> float:
     distance is the difference of the patterns, which cannot overflow their integer type
     (both lie on one side of zero); where they differ, it is the sum of the magnitudes,
     summed in float64 as the general rule does (-0 and +0 have magnitude 0 either way)."""
+    if not actual.dtype.isnative:  # the bit patterns are read in this machine's order
+        actual = actual.astype(actual.dtype.newbyteorder("="))
+    if not expected.dtype.isnative:
+        expected = expected.astype(expected.dtype.newbyteorder("="))
     itype = {4: np.int32, 8: np.int64, 2: np.int16}[actual.dtype.itemsize]
     ra, re = actual.view(itype).ravel(), expected.view(itype).ravel()
     apart = (ra ^ re) < 0

@@ -106,10 +106,13 @@ def float64_exact(x: np.ndarray) -> bool:
     significand, top = words[:, 0], words[:, 1]
     if (significand & np.uint64(0x7FF)).any():
         return False
-    # biased exponent within float64's normal range: 16383 - 1022 .. 16383 + 1023
+    # biased exponent within float64's normal range: 16383 - 1022 .. 16383 + 1023, with
+    # the explicit leading bit set (no unnormal, pseudo-zero or pseudo-infinity encodings)
     exponent = top & np.uint64(0x7FFF)
-    normal = (exponent >= np.uint64(15361)) & (exponent <= np.uint64(17406))
-    return bool(np.all(normal | (significand == 0)))
+    normal = ((exponent >= np.uint64(15361)) & (exponent <= np.uint64(17406))
+              & (significand >> np.uint64(63) == np.uint64(1)))
+    zero = (significand == 0) & (exponent == 0)
+    return bool(np.all(normal | zero))
 
 
 def _safe(hi: np.ndarray) -> bool:
