@@ -25,7 +25,8 @@ in the same folder, under ``executables/``, as executables gradparity stores and
 a key of its own (`stored_call`): JAX finds a program in its cache only after tracing and
 lowering it again, which was two thirds of a warm case's time. Under ``values/`` it keeps
 the few numbers a JAX backend measures from JAX itself (its derivatives at the kinks),
-under the same key (`stored_value`).
+under the same key (`stored_value`). Both stay within `MAX_BYTES`, the least recently
+used going first (`prune`).
 """
 
 from __future__ import annotations
@@ -173,6 +174,7 @@ def stored_value(jax: Any, name: str, structure: tuple,
         value = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(value, dict) and all(
                 isinstance(k, str) and isinstance(v, float) for k, v in value.items()):
+            _touch(path)
             return value
     except (OSError, ValueError):
         pass
@@ -223,6 +225,7 @@ def _load(jax: Any, path: Path) -> Any:
         data = path.read_bytes()
     except OSError:  # missing, or not ours to read: compiled here, left alone
         return None
+    _touch(path)
     try:
         digest, body = data[:32], data[32:]
         if hashlib.sha256(body).digest() != digest:  # damaged on disk: never run
@@ -255,9 +258,14 @@ def _store(jax: Any, exe: Any, path: Path) -> None:
 
 def _write_atomically(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in its folder (other processes
-    may read or write it too); any failure leaves things as they were."""
+    may read or write it too); any failure leaves things as they were. The first write of
+    a process `prune`s the cache folder."""
     import tempfile
 
+    global _pruned
+    if not _pruned:
+        _pruned = True
+        prune(path.parent.parent)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
@@ -271,6 +279,76 @@ def _write_atomically(path: Path, data: bytes) -> None:
             raise
     except Exception:  # noqa: BLE001 - a cache write never fails a run
         return
+
+
+# -- a bounded folder ---------------------------------------------------------------------
+#: The most the stored entries (``executables/``, ``values/``) may take on disk, in bytes:
+#: beyond it `prune` deletes the least recently used. The default suite's programs take
+#: about 18 MB, and any change to gradparity's source (another version) stores them anew.
+MAX_BYTES = 512 * 2**20
+#: `prune` deletes what is left of an interrupted write (``.tmp-*``) once it is this old
+#: (seconds): a younger one may be another process's write in progress.
+STALE_SECONDS = 3600.0
+_FOLDERS = (("executables", ".bin"), ("values", ".json"))
+_pruned = False  # set by the first write of this process
+
+
+def _touch(path: Path) -> None:
+    """Mark ``path`` as just used (its modification time), for `prune`'s order."""
+    with contextlib.suppress(OSError):
+        os.utime(path)
+
+
+def prune(folder: Path | None = None, max_bytes: int | None = None) -> int:
+    """Keep the stored entries of ``folder`` (default: `cache_dir`) within ``max_bytes``
+    (default `MAX_BYTES`): the least recently used (stored or last read earliest) are
+    deleted until the rest take at most three quarters of it, so that the next runs do
+    not prune again at once. Leftovers of interrupted writes older than `STALE_SECONDS`
+    go too. Returns how many files were deleted. JAX's own entries in the folder (its
+    persistent cache) are left to JAX. Never raises: a folder that cannot be read or
+    changed is left as it is (another process pruning at the same time is harmless: a
+    program deleted under a reader is compiled again)."""
+    import time
+
+    folder = cache_dir() if folder is None else Path(folder)
+    limit = MAX_BYTES if max_bytes is None else max_bytes
+    if folder is None:
+        return 0
+    now, deleted = time.time(), 0
+    entries: list[tuple[float, int, Path]] = []
+    for sub, suffix in _FOLDERS:
+        try:
+            with os.scandir(folder / sub) as it:
+                found = list(it)
+        except OSError:
+            continue
+        for e in found:
+            try:
+                st = e.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if e.name.startswith(".tmp-"):
+                if now - st.st_mtime > STALE_SECONDS:
+                    deleted += _unlink(Path(e.path))
+            elif e.name.endswith(suffix) and e.is_file(follow_symlinks=False):
+                entries.append((st.st_mtime, st.st_size, Path(e.path)))
+    total = sum(size for _, size, _ in entries)
+    if total > limit:
+        for _, size, path in sorted(entries, key=lambda t: t[0]):
+            if total <= limit * 3 // 4:
+                break
+            if _unlink(path):
+                deleted += 1
+                total -= size
+    return deleted
+
+
+def _unlink(path: Path) -> int:
+    try:
+        path.unlink()
+    except OSError:
+        return 0
+    return 1
 
 
 def _key(jax: Any, name: str, structure: tuple, args: tuple) -> str:
