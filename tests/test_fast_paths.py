@@ -17,7 +17,7 @@ from gradparity.judge.compare import (
     ulp_distance,
 )
 from gradparity.judge.explanations import _median_rel_eps, _median_rel_outside
-from gradparity.reference.oracle import oracle_error
+from gradparity.reference.oracle import hi_lo, oracle_error
 
 
 def _fields(c):
@@ -312,3 +312,51 @@ def test_big_endian_arrays_are_measured_like_native_ones():
     big_a, big_e = a.astype(">f8"), e.astype(">f8")
     assert _fields(compare_arrays(big_a, big_e, rtol=1e-7, atol=1e-7)) == want
     assert _fields(compare_many([(big_a, big_e)], rtol=1e-7, atol=1e-7)[0]) == want
+
+
+def _median_rel_outside_rule(x, o, low, high):
+    """`_median_rel_outside` as first written: whole arrays, both counts."""
+    hi, lo = hi_lo(np.asarray(o))
+    abs_hi = np.abs(hi)
+    keep = abs_hi > np.finfo(np.float64).tiny
+    n = int(np.count_nonzero(keep))
+    if n == 0:
+        return True
+    with np.errstate(invalid="ignore", over="ignore"):
+        d = np.asarray(x, dtype=np.float64) - hi
+        if lo is not None:
+            d = d - lo
+        d = np.abs(d)
+        below = np.count_nonzero((d < (0.5 * low) * abs_hi) & keep)
+        if below >= n // 2 + 1:
+            return True
+        above = np.count_nonzero((d > (2.0 * high) * abs_hi) & keep)
+    return above >= n // 2 + 1
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 7])
+@settings(max_examples=60, deadline=None)
+@given(scale=st.floats(-20, 3), n=st.integers(1, 40), seed=st.integers(0, 2**16),
+       zeros=st.integers(0, 30), wide=st.booleans())
+def test_median_band_blocks_answer_as_the_whole_array(block, scale, n, seed, zeros, wide):
+    """Block by block, with the count below stopping early, the answer is the one of the
+    whole-array rule: mostly-zero oracles, long-double oracles, errors on either side."""
+    from gradparity.core import blocks
+
+    rng = np.random.default_rng(seed)
+    o = rng.standard_normal(n)
+    o[:min(zeros, n)] = 0.0
+    x = o * (1 + 10.0**scale * rng.uniform(-1, 1, n) * rng.choice([0.0, 1.0, 3.0], n))
+    # where the oracle is 0 (left out of the counts), anything: 0, tiny or large
+    x[:min(zeros, n)] = rng.choice([0.0, 1e-300, 1.0], min(zeros, n))
+    if wide:
+        o = o.astype(np.longdouble) * (1 + np.longdouble(2.0**-60))
+    eps32 = float(np.finfo(np.float32).eps)
+    whole = blocks.BLOCK
+    blocks.BLOCK = block
+    try:
+        for low, high in ((eps32 / 64, eps32 * 64), (1e-9, 1e-5), (1e-30, 1e-25)):
+            assert _median_rel_outside(x, o, low, high) == _median_rel_outside_rule(
+                x, o, low, high)
+    finally:
+        blocks.BLOCK = whole
