@@ -112,7 +112,7 @@ def test_a_read_marks_an_entry_as_used(tmp_path, monkeypatch):
 
 
 def test_the_first_write_of_a_process_prunes(tmp_path, monkeypatch):
-    monkeypatch.setattr(jax_cache, "_pruned", False)
+    monkeypatch.setattr(jax_cache, "_PRUNED", set())
     monkeypatch.setattr(jax_cache, "MAX_BYTES", 1000)
     old = [_entry(tmp_path, "executables", f"{k}.bin", 400, 3600.0 * (k + 1))
            for k in range(3)]
@@ -141,3 +141,15 @@ def test_a_program_loaded_from_disk_is_marked_as_used(tmp_path, monkeypatch):
     got = JaxBackend().gradients(case)
     assert all((got.grads[k] == want.grads[k]).all() for k in want.grads)
     assert time.time() - path.stat().st_mtime < 60
+
+
+def test_each_folder_is_pruned_at_its_first_write(tmp_path, monkeypatch):
+    # --cache-dir / set_cache_dir may move the cache within one process
+    monkeypatch.setattr(jax_cache, "_PRUNED", set())
+    monkeypatch.setattr(jax_cache, "MAX_BYTES", 1000)
+    first, second = tmp_path / "one", tmp_path / "two"
+    old = [_entry(f, "executables", "old.bin", 5000, 3600.0) for f in (first, second)]
+    jax_cache._write_atomically(first / "executables" / "a.bin", b"a")
+    assert not old[0].exists() and old[1].exists()
+    jax_cache._write_atomically(second / "values" / "b.json", b"{}")
+    assert not old[1].exists()

@@ -259,13 +259,15 @@ def _store(jax: Any, exe: Any, path: Path) -> None:
 def _write_atomically(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in its folder (other processes
     may read or write it too); any failure leaves things as they were. The first write of
-    a process `prune`s the cache folder."""
+    a process to a cache folder `prune`s it."""
     import tempfile
 
-    global _pruned
-    if not _pruned:
-        _pruned = True
-        prune(path.parent.parent)
+    folder = path.parent.parent
+    with _LOCK:
+        first = folder not in _PRUNED
+        _PRUNED.add(folder)
+    if first:
+        prune(folder)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
@@ -290,7 +292,7 @@ MAX_BYTES = 512 * 2**20
 #: (seconds): a younger one may be another process's write in progress.
 STALE_SECONDS = 3600.0
 _FOLDERS = (("executables", ".bin"), ("values", ".json"))
-_pruned = False  # set by the first write of this process
+_PRUNED: set[Path] = set()  # the folders this process has pruned (at its first write)
 
 
 def _touch(path: Path) -> None:

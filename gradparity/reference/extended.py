@@ -24,7 +24,8 @@ With ``k <= 2**10`` (``beta = 21``) and 3 slices, that is about ``2**-63 |A| |B|
 of long double's own rounding (``2**-64``), and far below float64's eps (``2**-52``).
 `matmul` falls back to ``A @ B`` for anything but long double operands on a platform whose
 long double is wider than float64, for non-finite entries, and for entries so small or
-large that the scaled slices could leave float64's exponent range.
+large that the scaled slices could leave float64's exponent range (entries below it
+included, which float64 would round to zero).
 """
 
 from __future__ import annotations
@@ -129,6 +130,14 @@ def _safe(hi: np.ndarray) -> bool:
     return big < 2.0**400 and small > 2.0**-300
 
 
+def _vanishes(x: np.ndarray, hi: np.ndarray) -> bool:
+    """An entry of the long-double ``x`` is not zero but ``hi`` (``x`` rounded to float64)
+    is: below float64's range, out of the slices' reach. Only ``hi``'s zeros are
+    looked at again in long double."""
+    zero = hi == 0
+    return bool(zero.any()) and bool(np.any(x[zero] != 0))
+
+
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b``; for long double operands, by error-free splitting into float64 products
     (module doc). 2-d operands only take the split path; anything else is ``a @ b``."""
@@ -137,7 +146,7 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return a @ b
     with np.errstate(over="ignore", invalid="ignore"):
         ha, hb = a.astype(np.float64), b.astype(np.float64)
-    if not (_safe(ha) and _safe(hb)):
+    if not (_safe(ha) and _safe(hb)) or _vanishes(a, ha) or _vanishes(b, hb):
         return a @ b
     k = a.shape[1]
     beta = slice_bits(k)
