@@ -78,3 +78,13 @@ def test_normwise_error_in_eps_units():
     a = e + np.finfo(np.float64).eps
     c = compare_arrays(a, e, rtol=0, atol=1)
     assert c.norm_err_eps == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("n", [5, 70_000])  # one piece, and block by block
+def test_long_double_arrays_are_measured_in_float64_units(n):
+    e = np.linspace(1.0, 2.0, n).astype(np.longdouble)
+    a = e.copy()
+    a[3] = np.nextafter(np.float64(a[3]), np.inf)  # one float64 ULP away
+    c = compare_arrays(a, e, rtol=0.0, atol=0.0)
+    assert c.max_ulp == 1.0 and c.n_mismatch == 1 and c.worst_index == (3,)
+    assert compare_arrays(e, e, rtol=0.0, atol=0.0, dtype="longdouble").passed

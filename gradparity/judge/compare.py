@@ -124,14 +124,15 @@ def compare_arrays(
         actual: the backend's array, any shape.
         expected: the array it is judged against, same shape.
         rtol, atol: tolerances (keyword-only).
-        dtype: the working dtype for ULP and eps units (default: ``expected``'s).
+        dtype: the working dtype for ULP and eps units (default: ``expected``'s; float64
+            for a dtype that is not float16, float32 or float64, e.g. long double).
     """
     actual = np.asarray(actual)
     expected = np.asarray(expected)
     if actual.shape != expected.shape:
         return _shape_mismatch(actual, expected, rtol, atol)
     work = np.dtype(dtype) if dtype is not None else expected.dtype
-    if not np.issubdtype(work, np.floating):
+    if not np.issubdtype(work, np.floating) or work.itemsize not in (2, 4, 8):
         work = np.dtype(np.float64)
     if atol >= 0 and rtol >= 0 and expected.size > _blocks.BLOCK:
         blocked = _compare_blocked(actual, expected, rtol=rtol, atol=atol, work=work)
