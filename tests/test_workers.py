@@ -154,10 +154,17 @@ def test_sigterm_ends_the_workers_too(tmp_path):
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     pids: list[int] = []
-    while len(pids) < 2 and time.monotonic() < deadline:
+    while len(pids) < 2 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
         pids = _workers_of(proc.pid)
-    assert len(pids) == 2  # torch and jax, started by the command before its child
+    if len(pids) != 2:  # say what the command did instead
+        proc.kill()
+        out, err = proc.communicate(timeout=30)
+        listing = subprocess.run(["ps", "-o", "pid=,ppid=,args=", "-e"], capture_output=True,
+                                 text=True).stdout
+        pytest.fail(f"workers of the debug command (pid {proc.pid}): {pids}; its exit "
+                    f"code {proc.returncode}\nstdout: {out[-2000:]}\nstderr: {err[-2000:]}"
+                    f"\nprocesses:\n{listing[-4000:]}")
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=30)
     assert proc.returncode == 143
