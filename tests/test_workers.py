@@ -137,10 +137,21 @@ def test_the_debug_command_itself_imports_no_framework_and_no_pandas(backends):
 
 
 def _workers_of(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=,ppid=,args=", "-e"], capture_output=True,
-                         text=True).stdout
-    return [int(line.split()[0]) for line in out.splitlines()
-            if "gradparity.adapters.worker" in line and int(line.split()[1]) == pid]
+    """The worker processes whose parent is ``pid``, read from /proc (``ps`` cuts its
+    lines to ``COLUMNS`` when that is set, and a long venv path then hides the module)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # ended meanwhile
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])  # after "pid (comm) state"
+        if ppid == pid and b"gradparity.adapters.worker" in args:
+            found.append(int(entry.name))
+    return found
 
 
 def test_sigterm_ends_the_workers_too(tmp_path):
