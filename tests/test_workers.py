@@ -138,7 +138,14 @@ def test_the_debug_command_itself_imports_no_framework_and_no_pandas(backends):
 
 def _workers_of(pid: int) -> list[int]:
     """The worker processes whose parent is ``pid``, read from /proc (``ps`` cuts its
-    lines to ``COLUMNS`` when that is set, and a long venv path then hides the module)."""
+    lines to ``COLUMNS`` when that is set, and a long venv path then hides the module);
+    ``ps``, with that variable unset, where there is no /proc."""
+    if not Path("/proc/self/stat").exists():
+        env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+        out = subprocess.run(["ps", "-o", "pid=,ppid=,args=", "-e"], capture_output=True,
+                             text=True, env=env).stdout
+        return [int(line.split()[0]) for line in out.splitlines()
+                if "gradparity.adapters.worker" in line and int(line.split()[1]) == pid]
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -303,3 +310,26 @@ def test_a_garbled_request_ends_the_worker_and_the_call_runs_here(garbage):
         assert w._proc is None  # the worker was let go
     finally:
         w.close()
+
+
+def test_an_interruption_while_a_worker_starts_leaves_no_worker_behind(monkeypatch):
+    # Ctrl-C or SIGTERM (raised by the command line) can arrive right after the worker's
+    # process exists and before the caller holds it (importing the adapter's module)
+    started = []
+    real = subprocess.Popen
+
+    def popen(*args, **kwargs):
+        started.append(real(*args, **kwargs))
+        return started[-1]
+
+    def interrupted(name):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(worker.subprocess, "Popen", popen)
+    monkeypatch.setattr(worker, "_row_mode", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        worker.WorkerBackend.launch("torch", "float64")
+    (proc,) = started
+    assert proc.returncode is not None  # killed and reaped
+    with pytest.raises(ProcessLookupError):
+        os.kill(proc.pid, 0)

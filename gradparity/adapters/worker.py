@@ -86,8 +86,12 @@ class WorkerBackend:
                 env=env, start_new_session=True)  # killed as a group
         except OSError:
             return cls(name)
-        _widen(proc.stdout)
-        return cls(name, proc.stdin, proc.stdout, proc)
+        try:
+            _widen(proc.stdout)
+            return cls(name, proc.stdin, proc.stdout, proc)
+        except BaseException:  # e.g. Ctrl-C or SIGTERM meanwhile: no worker left behind
+            _end(proc)
+            raise
 
     def _identify(self) -> tuple[tuple[int, int], ...] | None:
         try:
@@ -205,9 +209,14 @@ class WorkerBackend:
         self._known.clear()  # this process computes now: its own answers
         proc, self._proc = self._proc, None
         if proc is not None:
-            with contextlib.suppress(OSError):  # the worker and whatever it started
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            _end(proc)
+
+
+def _end(proc: subprocess.Popen) -> None:
+    """Kill a worker and whatever it started (its process group), and reap it."""
+    with contextlib.suppress(OSError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 #: Bytes the pipe of a worker's answers holds (Linux; elsewhere the system's size): the

@@ -116,26 +116,23 @@ def float64_exact(x: np.ndarray) -> bool:
     return bool(np.all(normal | zero))
 
 
-def _safe(hi: np.ndarray) -> bool:
-    """``hi`` (an operand rounded to float64) is finite, and far enough from float64's
-    range limits that the slices and their products stay normal float64 numbers."""
+def _safe(x: np.ndarray, hi: np.ndarray) -> bool:
+    """``x`` (a long-double operand) rounded to float64 (``hi``) is finite, no entry of
+    ``x`` fell below float64's range (a non-zero rounded to 0), and the rest are far
+    enough from float64's range limits that the slices and their products stay normal
+    float64 numbers."""
     if not hi.size:
         return True
     big = max(float(hi.max()), -float(hi.min()))
     if not np.isfinite(big):  # NaN compares false: caught here too
         return False
+    zero = hi == 0
+    if zero.any() and np.any(x[zero] != 0):  # only hi's zeros looked at in long double
+        return False
     if big == 0:
         return True
-    small = float(np.min(np.abs(hi), where=hi != 0, initial=np.inf))
+    small = float(np.min(np.abs(hi), where=~zero, initial=np.inf))
     return big < 2.0**400 and small > 2.0**-300
-
-
-def _vanishes(x: np.ndarray, hi: np.ndarray) -> bool:
-    """An entry of the long-double ``x`` is not zero but ``hi`` (``x`` rounded to float64)
-    is: below float64's range, out of the slices' reach. Only ``hi``'s zeros are
-    looked at again in long double."""
-    zero = hi == 0
-    return bool(zero.any()) and bool(np.any(x[zero] != 0))
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -146,7 +143,7 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return a @ b
     with np.errstate(over="ignore", invalid="ignore"):
         ha, hb = a.astype(np.float64), b.astype(np.float64)
-    if not (_safe(ha) and _safe(hb)) or _vanishes(a, ha) or _vanishes(b, hb):
+    if not (_safe(a, ha) and _safe(b, hb)):
         return a @ b
     k = a.shape[1]
     beta = slice_bits(k)
