@@ -180,6 +180,25 @@ def test_torch_leaves_global_state_alone():
     assert "reduction='sum'" in got.notes
 
 
+def test_torch_layers_hold_the_case_parameters_without_drawing_any(monkeypatch):
+    """The layers are nn.Linear with the case's W and b; no initialisation is drawn for
+    them (the draw, thrown away at once, was 2-24 ms a case)."""
+    torch = pytest.importorskip("torch")
+    b = get_backend("torch")
+    case, ref = _case_and_reference("float32", "relu", "softmax_ce", "logits")
+    lin = b._linear(3, 4, case.parameters["W1"][:4, :3], case.parameters["b1"][:4], torch.float32)
+    assert isinstance(lin, torch.nn.Linear)
+    assert np.array_equal(lin.weight.detach().numpy(), case.parameters["W1"][:4, :3])
+    assert np.array_equal(lin.bias.detach().numpy(), case.parameters["b1"][:4, 0])
+
+    def drawn(*args, **kwargs):
+        raise AssertionError("an initialisation was drawn")
+
+    monkeypatch.setattr(torch.nn.init, "kaiming_uniform_", drawn)
+    monkeypatch.setattr(torch.nn.init, "uniform_", drawn)
+    _assert_matches(b.gradients(case), ref, case, backend="torch")
+
+
 # -- registry ---------------------------------------------------------------------------
 def test_importing_gradparity_does_not_import_frameworks():
     code = (

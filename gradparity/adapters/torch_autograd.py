@@ -9,13 +9,16 @@ divide by ``m * n_out``, and ``mse_loss`` has no 1/2).
 
 Intermediates come from torch itself: ``retain_grad()`` on every Z and A, and
 ``X.requires_grad`` for dA0. Tensors stay in the case's dtype (float32 or float64; no
-``set_default_dtype``); nn.Linear layers are created inside ``torch.random.fork_rng``, so
-torch's global RNG is left as it was (``nn.utils.skip_init`` would do it through the meta
-device, whose first use imports sympy and torch.fx: seconds of a small debug session).
+``set_default_dtype``). The layers are ``nn.Linear`` with their initialisation left out
+(`_GivenLinear`): the case's parameters replace it anyway, so nothing is drawn and torch's
+global RNG is left as it was. Drawing it inside ``torch.random.fork_rng`` cost 2-24 ms a
+case for values thrown away; ``nn.utils.skip_init`` would skip it through the meta device,
+whose first use imports sympy and torch.fx: seconds of a small debug session.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -115,6 +118,27 @@ def _loss(torch: Any, F: Any, head: str, form: str, z: Any, a: Any, y: Any,
     raise ValueError(f"head={head!r}: no torch loss for it")
 
 
+@functools.cache
+def _given_linear(nn: Any) -> type:
+    class _GivenLinear(nn.Linear):
+        """``nn.Linear`` whose parameters are put in by its maker: allocated, not drawn."""
+
+        def reset_parameters(self) -> None:
+            pass
+
+    return _GivenLinear
+
+
+def _source(torch: Any, a: np.ndarray, tdtype: Any) -> Any:
+    """``a`` for a copy into a ``tdtype`` tensor: a view of its memory where torch can
+    take one (a writable float32 or float64 array in native byte order), else a tensor of
+    its own."""
+    if (isinstance(a, np.ndarray) and a.flags.writeable and a.dtype.isnative
+            and a.dtype in (np.float32, np.float64)):
+        return torch.from_numpy(a)
+    return torch.tensor(a, dtype=tdtype)
+
+
 class TorchBackend:
     """PyTorch autograd (``loss.backward()``) on nn.Linear layers; CPU, case dtype."""
 
@@ -144,14 +168,13 @@ class TorchBackend:
 
     def _linear(self, n_in: int, n_out: int, W: np.ndarray, b: np.ndarray, tdtype: Any
                 ) -> Any:
-        """``nn.Linear(n_in, n_out)`` holding ``W`` ``(n_out, n_in)`` and ``b``
-        ``(n_out, 1)``; torch's global RNG state is the same afterwards."""
+        """An ``nn.Linear(n_in, n_out)`` holding ``W`` ``(n_out, n_in)`` and ``b``
+        ``(n_out, 1)``, copied in; torch's global RNG is not used."""
         torch, nn, _ = self._import()
-        with torch.random.fork_rng(devices=[]):
-            lin = nn.Linear(n_in, n_out, dtype=tdtype)
+        lin = _given_linear(nn)(n_in, n_out, dtype=tdtype)
         with torch.no_grad():
-            lin.weight.copy_(torch.tensor(W, dtype=tdtype))
-            lin.bias.copy_(torch.tensor(b[:, 0], dtype=tdtype))
+            lin.weight.copy_(_source(torch, W, tdtype))
+            lin.bias.copy_(_source(torch, b[:, 0], tdtype))
         return lin
 
     # -- kinks -----------------------------------------------------------------------

@@ -19,6 +19,8 @@ Regimes:
 from __future__ import annotations
 
 import hashlib
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,13 +176,52 @@ def _arrays_digest(case: Case) -> str:
     return h.hexdigest()[:8]
 
 
+def _bits(x: Array) -> Array:
+    """The bytes of ``x`` in C order, as unsigned integers of its item size where there
+    is one (one comparison per element), else as bytes."""
+    flat = np.ascontiguousarray(x).reshape(-1)
+    size = x.dtype.itemsize
+    return flat.view(f"u{size}" if size in (1, 2, 4, 8) else np.uint8)
+
+
 def _same_arrays(a: Case, b: Case) -> bool:
-    def same(x: Any, y: Any) -> bool:
+    def same(x: Any, y: Any) -> bool:  # the same bits: NaN payloads and -0.0 included
         x, y = np.asarray(x), np.asarray(y)
-        return x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
+        return (x.dtype == y.dtype and x.shape == y.shape
+                and bool(np.array_equal(_bits(x), _bits(y))))
 
     return (same(a.X, b.X) and same(a.Y, b.Y) and a.parameters.keys() == b.parameters.keys()
             and all(same(a.parameters[k], b.parameters[k]) for k in a.parameters))
+
+
+#: The spec's own arrays of the Cases `case_identity` checked last (at most `_KEEP`, each
+#: entry gone with its Case): a Case judged again is compared with them instead of drawing
+#: them again. Private copies, never handed out, so the comparison stays exact however
+#: the caller changes its arrays in between.
+_KEEP = 2
+_CHECKED: list[tuple[weakref.ref[Case], Case]] = []
+_CHECKED_LOCK = threading.Lock()
+
+
+def _forget(ref: weakref.ref[Case]) -> None:
+    with _CHECKED_LOCK:
+        _CHECKED[:] = [entry for entry in _CHECKED if entry[0] is not ref]
+
+
+def _own_arrays(item: Case) -> Case:
+    """``make_case(item.spec)``, drawn once for a Case checked again while it lives."""
+    with _CHECKED_LOCK:
+        for ref, own in _CHECKED:
+            if ref() is item and own.spec is item.spec:
+                return own
+    own = make_case(item.spec)
+    try:
+        ref = weakref.ref(item, _forget)
+    except TypeError:  # not a Case of ours (no weak references): nothing kept
+        return own
+    with _CHECKED_LOCK:
+        _CHECKED[:] = [(ref, own), *_CHECKED[:_KEEP - 1]]
+    return own
 
 
 def case_identity(item: Spec | Case) -> tuple[Case, str, bool]:
@@ -189,7 +230,7 @@ def case_identity(item: Spec | Case) -> tuple[Case, str, bool]:
     if isinstance(item, Spec):
         return make_case(item), item.case_id, True
     try:
-        own = make_case(item.spec)
+        own = _own_arrays(item)
     except Exception:  # noqa: BLE001 - the spec cannot rebuild the arrays: custom
         own = None
     if own is not None and _same_arrays(item, own):
