@@ -3,8 +3,11 @@ warm verdict with its oracle and judge on their own (`measure_network`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
+
+import numpy as np
 
 #: (sizes, batch) of the networks measured (relu hidden layers, softmax + cross-entropy).
 NETWORKS = [((784, 256, 256, 10), 128), ((784, 1024, 1024, 10), 512)]
@@ -20,6 +23,32 @@ def _timed(fn: Callable[[], object]) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+def judged_elements(got: dict) -> int:
+    """Elements the judge measures for these backends' `GradientSet`s: the loss, every
+    forward array and every gradient."""
+    return sum(1 + sum(a.size for a in g.forward.values()) + sum(a.size for a in g.grads.values())
+               for g in got.values())
+
+
+def pass_time(n: int, repeats: int = 7) -> float:
+    """Seconds of one float64 elementwise pass (``z = x - y``) over ``n`` elements, block
+    by block as the judge works (`gradparity.core.blocks`): the unit the judge is counted
+    in."""
+    from gradparity.core.blocks import BLOCK
+
+    x, y = np.ones(BLOCK), np.full(BLOCK, 0.5)
+    z = np.empty(BLOCK)
+    full, rest = divmod(n, BLOCK)
+
+    def one_pass():
+        for _ in range(full):
+            np.subtract(x, y, out=z)
+        np.subtract(x[:rest], y[:rest], out=z[:rest])
+
+    one_pass()
+    return median([_timed(one_pass) for _ in range(repeats)])
 
 
 def bare_torch(case):
@@ -75,6 +104,18 @@ def bare_jax(case):
 
 
 ALL_COLUMNS = ("numpy", "torch", "jax", "verdict", "oracle", "judge")
+#: Columns whose function times itself (around work set up untimed) and returns seconds.
+_SELF_TIMED = frozenset({"judge"})
+
+
+def _fresh(g):
+    """A copy of a `GradientSet` whose arrays are new objects (same values and layout)."""
+    if g is None:
+        return None
+    return dataclasses.replace(
+        g, loss=np.copy(g.loss, order="K"),
+        forward={k: np.copy(v, order="K") for k, v in g.forward.items()},
+        grads={k: np.copy(v, order="K") for k, v in g.grads.items()})
 
 
 def measure_network(sizes, batch, dtype, repeats: int,
@@ -104,10 +145,16 @@ def measure_network(sizes, batch, dtype, repeats: int,
     got = {b.name: b.gradients(case) for b in backends}
     kinks = {b.name: b.kink_conventions(dtype) for b in backends}
 
-    def judge_all():
+    def judge_all() -> float:
+        # on copies made untimed: the judge keeps what it measured of an array while the
+        # array lives (the reference's and the oracle's sizes, shared by the backends), so
+        # judging the same arrays again would time those memos, not a verdict's judge
+        g, r, o = {k: _fresh(v) for k, v in got.items()}, _fresh(ref), _fresh(oracle)
+        t0 = time.perf_counter()
         for b in backends:
-            judge(case, got[b.name], ref, tolerance=tol[dtype], kink_conventions=kinks[b.name],
-                  oracle=oracle)
+            judge(case, g[b.name], r, tolerance=tol[dtype], kink_conventions=kinks[b.name],
+                  oracle=o)
+        return time.perf_counter() - t0
 
     cols: dict[str, Callable[[], object]] = {
         "numpy": lambda: reference_gradients(case),
@@ -121,8 +168,11 @@ def measure_network(sizes, batch, dtype, repeats: int,
     samples: dict[str, list[float]] = {k: [] for k in cols}
     for _ in range(repeats):
         for k, fn in cols.items():
-            samples[k].append(_timed(fn))
+            samples[k].append(fn() if k in _SELF_TIMED else _timed(fn))
     out = {k: median(v) for k, v in samples.items()}
     out["bare"] = out["numpy"] + out["torch"] + out["jax"]
+    if "judge" in out:
+        out["judged"] = judged_elements(got)
+        out["pass"] = pass_time(out["judged"])
     out.update(first)
     return out

@@ -147,8 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     print("import (fresh interpreter): " + ", ".join(f"{k} {v:.2f} s" for k, v in imp.items()))
     print()
     print("| network, batch | dtype | bare fwd+bwd (NumPy + torch + jax-jit) | verdict, warm "
-          "| ratio | oracle | judge | judge / bare | jax compile (bare) | first verdict |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| ratio | floor | oracle | judge | judge / bare | judge in passes "
+          "| jax compile (bare) | first verdict |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     nets = NETWORKS[:1] if args.small_only else NETWORKS
     for sizes, batch in nets:
         for dtype in ("float32", "float64"):
@@ -158,10 +159,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {name}, {batch} | {dtype[-2:]} | {1e3 * r['bare']:.1f} ms "
                   f"({1e3 * r['numpy']:.1f} + {1e3 * r['torch']:.1f} + {1e3 * r['jax']:.1f}) "
                   f"| {r['verdict']:.3f} s | {r['verdict'] / r['bare']:.1f}x "
+                  f"| {(r['bare'] + r['oracle'] + r['judge']) / r['bare']:.1f}x "
                   f"| {r['oracle']:.3f} s ({r['oracle'] / r['numpy']:.1f}x NumPy) "
                   f"| {r['judge']:.3f} s | {r['judge'] / r['bare']:.2f}x "
+                  f"| {r['judge'] / r['pass']:.0f} of {r['judged'] / 1e6:.2f} M "
                   f"| {r['jax_first'] - r['jax']:.2f} s | {r['verdict_first']:.2f} s |",
                   flush=True)
+    print("\nfloor: (bare + oracle + judge) / bare, each measured alone: the verdict with "
+          "nothing beyond the frameworks' steps, its oracle and its judge. judge in passes: "
+          "the judge's time over that of one float64 elementwise pass (x - y, block by "
+          "block) over the elements it measures, both backends (M: millions).")
     if not args.no_growth:
         _print_growth(max(1, args.repeats // 2))
     if not args.no_memory:
