@@ -87,3 +87,35 @@ def test_kept_memory_spares_the_page_faults_of_repeated_temporaries():
 
     assert faults("keep") < 500
     assert faults("default") > 5_000
+
+
+def test_the_judge_is_timed_on_arrays_it_has_not_seen():
+    """The judge keeps what it measured of an array while the array lives; the benchmark
+    hands it copies (same values, same layout, new objects) so that it times a verdict's
+    judge, not those memos."""
+    import numpy as np
+
+    from gradparity.bench.measure import _fresh, judged_elements
+    from gradparity.core.spec import Spec
+    from gradparity.reference.case import make_case
+    from gradparity.reference.mlp import reference_gradients
+
+    g = reference_gradients(make_case(Spec((3, 4, 2), batch=5)))
+    g.forward["A0"] = np.asfortranarray(g.forward["A0"])
+    c = _fresh(g)
+    for name in ("forward", "grads"):
+        old, new = getattr(g, name), getattr(c, name)
+        assert old.keys() == new.keys()
+        for k in old:
+            assert new[k] is not old[k] and not np.shares_memory(new[k], old[k])
+            assert np.array_equal(new[k], old[k]) and new[k].strides == old[k].strides
+    assert c.loss is not g.loss and c.loss == g.loss
+    assert _fresh(None) is None
+    n = 1 + sum(a.size for a in g.forward.values()) + sum(a.size for a in g.grads.values())
+    assert judged_elements({"torch": g, "jax": c}) == 2 * n
+
+
+def test_a_pass_over_more_elements_takes_longer():
+    from gradparity.bench.measure import pass_time
+
+    assert 0 < pass_time(1000) < pass_time(2_000_000)
