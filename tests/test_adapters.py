@@ -199,6 +199,39 @@ def test_torch_layers_hold_the_case_parameters_without_drawing_any(monkeypatch):
     _assert_matches(b.gradients(case), ref, case, backend="torch")
 
 
+@pytest.mark.parametrize("layout", ["flipped", "read-only", "big-endian", "fortran"])
+@pytest.mark.parametrize("name", ["torch", "torch.func", "torch.fwd", "torch.vmap", "jax",
+                                  "jax.eager", "jax.fwd", "jax.checkpoint", "jax.vmap"])
+def test_backends_take_case_arrays_of_any_layout(name, layout):
+    """A Case's arrays may be flipped views (negative strides) or in the other byte order,
+    both of which torch refuses, read-only or in Fortran order: same values, same
+    result."""
+    import dataclasses
+
+    backend = get_backend(name)
+    if not backend.available():
+        pytest.skip(backend.unavailable_reason())
+    case, _ = _case_and_reference("float64", "tanh", "softmax_ce", "logits")
+
+    def odd(a):
+        if layout == "flipped":
+            return np.ascontiguousarray(a[::-1, ::-1])[::-1, ::-1]
+        if layout == "read-only":
+            a = a.copy()
+            a.setflags(write=False)
+            return a
+        if layout == "big-endian":
+            return a.astype(a.dtype.newbyteorder(">"))
+        return np.asfortranarray(a)
+
+    other = dataclasses.replace(case, X=odd(case.X), Y=odd(case.Y),
+                                parameters={k: odd(v) for k, v in case.parameters.items()})
+    assert all(np.array_equal(odd(a), a) for a in (case.X, *case.parameters.values()))
+    got, want = backend.gradients(other), backend.gradients(case)
+    for name, a in _all_arrays(want).items():
+        assert np.array_equal(_all_arrays(got)[name], a), name
+
+
 # -- registry ---------------------------------------------------------------------------
 def test_importing_gradparity_does_not_import_frameworks():
     code = (

@@ -129,12 +129,22 @@ def _given_linear(nn: Any) -> type:
     return _GivenLinear
 
 
+def _readable(a: Any) -> np.ndarray:
+    """``a`` as an array torch can read, same values: one in the other byte order or with
+    negative strides (a flipped view), both of which torch refuses, is copied into native
+    order; anything else is left as it is."""
+    a = np.asarray(a)
+    if not a.dtype.isnative:
+        return a.astype(a.dtype.newbyteorder("="))
+    return a if all(s >= 0 for s in a.strides) else np.ascontiguousarray(a)
+
+
 def _source(torch: Any, a: np.ndarray, tdtype: Any) -> Any:
     """``a`` for a copy into a ``tdtype`` tensor: a view of its memory where torch can
     take one (a writable float32 or float64 array in native byte order), else a tensor of
     its own."""
-    if (isinstance(a, np.ndarray) and a.flags.writeable and a.dtype.isnative
-            and a.dtype in (np.float32, np.float64)):
+    a = _readable(a)
+    if a.flags.writeable and a.dtype.isnative and a.dtype in (np.float32, np.float64):
         return torch.from_numpy(a)
     return torch.tensor(a, dtype=tdtype)
 
@@ -208,7 +218,8 @@ class TorchBackend:
         out_act = _outputs(torch)[spec.head]
 
         def tensor(a: np.ndarray) -> Any:
-            return torch.tensor(a, dtype=tdtype)  # a copy: no memory shared with the case
+            # a copy: no memory shared with the case
+            return torch.tensor(_readable(a), dtype=tdtype)
 
         with torch.enable_grad():
             layers = []
@@ -219,7 +230,7 @@ class TorchBackend:
 
             x = tensor(case.X.T).requires_grad_(True)  # batch-major (m, n0)
             y = tensor(case.Y.T)
-            labels = None if case.labels is None else torch.tensor(case.labels,
+            labels = None if case.labels is None else torch.tensor(_readable(case.labels),
                                                                    dtype=torch.int64)
             Z: dict[int, Any] = {}
             A: dict[int, Any] = {0: x}

@@ -48,7 +48,14 @@ from gradparity.adapters.base import (
     kink_value,
     modules_found,
 )
-from gradparity.adapters.torch_autograd import _INSTALL_HINT, _NOTES, _activations, _loss, _outputs
+from gradparity.adapters.torch_autograd import (
+    _INSTALL_HINT,
+    _NOTES,
+    _activations,
+    _loss,
+    _outputs,
+    _readable,
+)
 from gradparity.core.gradients import GradientSet
 
 #: (depth, activation, head, loss_form, dtype, target kind): one objective per structure.
@@ -222,7 +229,7 @@ class TorchFuncBackend:
         n_a = L - 1 + (spec.loss_form == "probs")
 
         def tensor(a: np.ndarray) -> Any:
-            return torch.tensor(np.ascontiguousarray(a), dtype=tdtype)
+            return torch.tensor(np.ascontiguousarray(_readable(a)), dtype=tdtype)
 
         params = {}
         for i in range(L):
@@ -230,7 +237,7 @@ class TorchFuncBackend:
             params[f"layers.{i}.bias"] = tensor(case.parameters[f"b{i + 1}"][:, 0])
         z_probes = [torch.zeros((m, n), dtype=tdtype) for n in spec.sizes[1:]]
         a_probes = [torch.zeros((m, n), dtype=tdtype) for n in spec.sizes[1:1 + n_a]]
-        labels = (torch.tensor(case.labels, dtype=torch.int64)
+        labels = (torch.tensor(_readable(case.labels), dtype=torch.int64)
                   if _structure(case)[5] == "labels" else None)
         return params, z_probes, a_probes, tensor(case.X.T), tensor(case.Y.T), labels
 
