@@ -50,44 +50,55 @@ def _ld(rng, shape, spread=0.0):
 
 
 @pytest.mark.parametrize("n,k,m,spread", [(4, 5, 3, 0.0), (8, 32, 4, 0.0), (3, 300, 5, 0.0),
-                                          (6, 16, 6, 3.0)])
+                                          (6, 16, 6, 3.0), (3, 1024, 3, 0.0),
+                                          (3, 1024, 3, 2.0), (2, 3000, 2, 0.0),
+                                          (2, 3000, 2, 2.0)])
 def test_product_error_far_below_float64_eps(n, k, m, spread):
+    """Against exact products, elementwise in units of float64 eps times ``|A| |B|``: at
+    least 1000x more accurate than float64's eps, entries spanning orders of magnitude
+    (``spread``) and inner dimensions beyond 2**10 (fewer bits in the slices) included,
+    and close to NumPy's long-double loop (eps_ld = eps64 / 2048) or better."""
     rng = np.random.default_rng(n * 1000 + k)
     a, b = _ld(rng, (n, k), spread), _ld(rng, (k, m), spread)
     split_err = _rel_error(extended.matmul(a, b), a, b)
     loop_err = _rel_error(a @ b, a, b)
-    # close to NumPy's long-double loop (eps_ld = eps64 / 2048), and at least 100x more
-    # accurate than float64's eps (1000x for entries of similar size)
-    assert split_err <= (1e-2 if spread else 1e-3), split_err
-    assert split_err <= 16 * max(loop_err, 2.0**-11), (split_err, loop_err)
+    assert split_err <= 1e-3, split_err
+    assert split_err <= 4 * max(loop_err, 2.0**-11), (split_err, loop_err)
 
 
-def test_slices_are_exact_and_products_exact_in_float64():
+@pytest.mark.parametrize("exact64", [False, True])
+def test_the_leading_slices_are_exact_and_their_product_exact_in_float64(exact64):
+    """``lead + rest`` is ``x`` up to one float64 rounding of ``rest`` (none at all for
+    float64 values cast up); ``lead`` is a ``beta``-bit integer per entry times its row's
+    power of two, so that ``lead_A @ lead_B`` is exact in float64."""
     rng = np.random.default_rng(1)
     k = 64
     a = _ld(rng, (5, k), 2.0)
+    if exact64:
+        a = a.astype(np.float64).astype(np.longdouble)
     beta = extended.slice_bits(k)
     assert 2 * beta + (k - 1).bit_length() <= 52
-    parts = extended.split(a, axis=1, beta=beta)
-    assert len(parts) == extended.SLICES
-    total = np.zeros_like(a)
-    for p in parts:
-        total += p.astype(np.longdouble)  # exact: the parts are disjoint bit ranges
-    rest = np.abs(a - total).astype(np.float64)
+    lead, rest = extended.split(a, axis=1, beta=beta)
+    assert lead.dtype == rest.dtype == np.float64
+    off = np.abs(a - (lead.astype(np.longdouble) + rest.astype(np.longdouble)))
+    if exact64:
+        assert not off.any()
+    else:
+        assert off.any()  # the long double's low bits are there, rounded once
+        assert np.all(off <= np.ldexp(np.abs(rest), -53).astype(np.longdouble))
     _, top = np.frexp(np.max(np.abs(a.astype(np.float64)), axis=1, keepdims=True))
-    # what is left is at most half the last slice's unit in each row
-    assert np.all(rest <= np.ldexp(0.5, top - beta * len(parts)))
-    for s, p in enumerate(parts, start=1):
-        units = p / np.ldexp(1.0, top - beta * s)
-        assert np.array_equal(units, np.round(units))  # integers...
-        assert np.all(np.abs(units) <= 2.0**beta)  # ...of at most beta bits
-    # so every slice product is exact in float64: compare with exact integer arithmetic
+    unit = np.ldexp(1.0, top - beta)
+    units = lead / unit
+    assert np.array_equal(units, np.round(units))  # integers...
+    assert np.all(np.abs(units) <= 2.0**beta)  # ...of at most beta bits
+    assert np.all(np.abs(rest) <= unit / 2)  # the rest lies below the slice
+    # so the slices' product is exact in float64: compare with exact integer arithmetic
     b = _ld(rng, (k, 3))
-    pb = extended.split(b, axis=0, beta=beta)
-    ua = (parts[0] / np.ldexp(1.0, top - beta)).astype(np.int64)
+    lead_b, _ = extended.split(b, axis=0, beta=beta)
     _, topb = np.frexp(np.max(np.abs(b.astype(np.float64)), axis=0, keepdims=True))
-    ub = (pb[0] / np.ldexp(1.0, topb - beta)).astype(np.int64)
-    assert np.array_equal(parts[0] @ pb[0],
+    ua = units.astype(np.int64)
+    ub = (lead_b / np.ldexp(1.0, topb - beta)).astype(np.int64)
+    assert np.array_equal(lead @ lead_b,
                           (ua @ ub) * np.ldexp(1.0, top - beta) * np.ldexp(1.0, topb - beta))
 
 
