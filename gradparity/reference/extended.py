@@ -14,13 +14,14 @@ products (a form of the Ozaki scheme):
 2. ``beta`` is chosen so that ``2 * beta + ceil(log2 k) <= 52``: every entry of
    ``A_1 B_1`` is a sum of ``k`` integers below ``2**(2 beta)``, so float64 ``dgemm``
    computes it exactly, in any summation order.
-3. ``A B = A_1 B_1 + A_1 B_r + A_r B``. The last two products are below ``2**-beta`` of
-   ``|A| |B|`` each; ``dgemm`` computes them with errors of at most ``k`` roundings of their
-   terms, which are ``2**-beta`` smaller than the terms of ``A B``: with ``k <= 2**10``
-   and ``beta = 21``, below ``2**-64 |A| |B|``, and far less in practice (rounding errors
-   that do not line up grow like ``sqrt(k)``). In ``A_r B``, ``B`` is its float64
-   rounding: the bits left out are below ``2**(-53 - beta)`` of ``|A| |B|``. The two are
-   summed in float64 and added once, in long double, to the exact ``A_1 B_1``.
+3. ``A B = A_1 B_1 + A_1 B_r + A_r B``. ``A_r`` and ``B_r`` are below ``2**-beta`` of
+   their lane's largest entry, so the last two products' terms are ``2**-beta`` smaller
+   than those of ``A B`` (in units of the lanes' largest entries), and ``dgemm``'s error
+   in them, at most ``k`` roundings of those terms, is below ``2**(log2(k) - 53 - beta)``:
+   ``2**-64`` with ``k <= 2**10`` and ``beta = 21``, and far less in practice (rounding
+   errors that do not line up grow like ``sqrt(k)``). In ``A_r B``, ``B`` is its float64
+   rounding: the bits left out are below ``2**(-53 - beta)`` in the same units. The two
+   are summed in float64 and added once, in long double, to the exact ``A_1 B_1``.
 
 Measured against exact `mpmath` products (`tests/test_extended.py`), the error is a few
 ``1e-5`` float64 eps of ``|A| |B|``, elementwise, and stays there for entries spanning many
