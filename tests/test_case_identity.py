@@ -3,6 +3,7 @@ often it is judged and whatever happens to its arrays in between."""
 
 import dataclasses
 import gc
+import threading
 
 import numpy as np
 import pytest
@@ -72,7 +73,34 @@ def test_what_is_kept_goes_with_its_case_and_stays_bounded(draws):
     assert len(draws) == 6
     del cases, c
     gc.collect()
-    assert case_module._CHECKED == []
+    last = make_case(SPEC)
+    case_identity(last)  # the next check drops the entries of Cases that are gone
+    assert [ref() for ref, _ in case_module._CHECKED] == [last]
+
+
+def test_a_case_freed_by_a_collection_while_a_check_holds_the_lock_does_not_hang():
+    """A Case that only a reference cycle holds is freed by whichever garbage collection
+    comes next, possibly one that starts while a check holds its lock in the same thread:
+    nothing that runs then may wait for that lock."""
+    gc.disable()  # no collection before the one under the lock
+    try:
+        old = make_case(dataclasses.replace(SPEC, seed=1))
+        case_identity(old)
+        cycle = [old]
+        cycle.append(cycle)
+        del old, cycle
+        done = threading.Event()
+
+        def collect_holding_the_lock():
+            with case_module._CHECKED_LOCK:
+                gc.collect()
+            done.set()
+
+        threading.Thread(target=collect_holding_the_lock, daemon=True).start()
+        assert done.wait(30), "the collection waited for the lock its own thread held"
+    finally:
+        gc.enable()
+    assert case_identity(make_case(SPEC))[2] is True
 
 
 def test_another_case_of_the_same_spec_is_drawn_for_itself(draws):

@@ -56,14 +56,45 @@ def _ld(rng, shape, spread=0.0):
 def test_product_error_far_below_float64_eps(n, k, m, spread):
     """Against exact products, elementwise in units of float64 eps times ``|A| |B|``: at
     least 1000x more accurate than float64's eps, entries spanning orders of magnitude
-    (``spread``) and inner dimensions beyond 2**10 (fewer bits in the slices) included,
-    and close to NumPy's long-double loop (eps_ld = eps64 / 2048) or better."""
+    within a slice's 2**beta (``spread``) and inner dimensions beyond 2**10 (fewer bits in
+    the slices) included, and close to NumPy's long-double loop (eps_ld = eps64 / 2048)
+    or better."""
     rng = np.random.default_rng(n * 1000 + k)
     a, b = _ld(rng, (n, k), spread), _ld(rng, (k, m), spread)
     split_err = _rel_error(extended.matmul(a, b), a, b)
     loop_err = _rel_error(a @ b, a, b)
     assert split_err <= 1e-3, split_err
     assert split_err <= 4 * max(loop_err, 2.0**-11), (split_err, loop_err)
+
+
+def _lane_error(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """max |c - a b| / (max |row of a| max |column of b|), with a b exact, in float64 eps:
+    the units the harness's errors against the oracle are in (scaled by the tensor's
+    norm or largest entry, not element by element)."""
+    with mpmath.workprec(300):
+        A, B, C = _mp(a), _mp(b), _mp(c)
+        rows = np.max(np.abs(a.astype(np.float64)), axis=1)
+        cols = np.max(np.abs(b.astype(np.float64)), axis=0)
+        worst = 0.0
+        for i in range(a.shape[0]):
+            for j in range(b.shape[1]):
+                exact = mpmath.fsum(A[i][p] * B[p][j] for p in range(a.shape[1]))
+                worst = max(worst, float(abs(C[i][j] - exact)) / (rows[i] * cols[j]))
+    return worst / EPS64
+
+
+@pytest.mark.parametrize("n,k,m,spread", [(3, 64, 3, 6.0), (3, 1024, 3, 6.0), (4, 16, 4, 10.0)])
+def test_rows_spanning_more_than_a_slice_stay_accurate_in_their_lanes_units(n, k, m, spread):
+    """Entries more than 2**beta below their row's largest fall wholly into the float64
+    rest, whose product rounds like float64: element by element that can be a sizeable
+    part of an eps of a tiny entry of |A| |B|, but in units of the rows' and columns'
+    largest entries it stays far below float64's eps."""
+    rng = np.random.default_rng(7 + k)
+    a, b = _ld(rng, (n, k), spread), _ld(rng, (k, m), spread)
+    assert _lane_error(extended.matmul(a, b), a, b) <= 1e-3
+    tiny = np.array([[1.0, 1e-10]], dtype=np.longdouble)
+    third = np.array([[0.0], [1 / 3]], dtype=np.longdouble)
+    assert _lane_error(extended.matmul(tiny, third), tiny, third) <= 1e-3
 
 
 @pytest.mark.parametrize("exact64", [False, True])

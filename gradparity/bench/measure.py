@@ -33,9 +33,11 @@ def judged_elements(got: dict) -> int:
 
 
 def pass_time(n: int, repeats: int = 7) -> float:
-    """Seconds of one float64 elementwise pass (``z = x - y``) over ``n`` elements, block
-    by block as the judge works (`gradparity.core.blocks`): the unit the judge is counted
-    in."""
+    """Seconds of one float64 elementwise pass (``z = x - y``) over ``n`` elements, one
+    cache-sized block (`gradparity.core.blocks`) at a time, the same block each time, so
+    that it stays in the cache: the unit the judge is counted in, the cost of one of a
+    block's passes after its first (which reads the block from memory). The count is
+    therefore an upper bound on the passes the judge makes."""
     from gradparity.core.blocks import BLOCK
 
     x, y = np.ones(BLOCK), np.full(BLOCK, 0.5)

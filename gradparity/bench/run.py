@@ -167,8 +167,9 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
     print("\nfloor: (bare + oracle + judge) / bare, each measured alone: the verdict with "
           "nothing beyond the frameworks' steps, its oracle and its judge. judge in passes: "
-          "the judge's time over that of one float64 elementwise pass (x - y, block by "
-          "block) over the elements it measures, both backends (M: millions).")
+          "the judge's time over that of one float64 elementwise pass (x - y) over as many "
+          "elements as the backends' arrays it measures (M: millions), on one cache-sized "
+          "block held in the cache, as a block's passes after its first run.")
     if not args.no_growth:
         _print_growth(max(1, args.repeats // 2))
     if not args.no_memory:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from gradparity.adapters.torch_autograd import _readable
 from gradparity.core.errors import UsageError
 from gradparity.debug.quantities import key, walk_order
 from gradparity.debug.torch_loss import LossChoice
@@ -87,7 +88,7 @@ def run_recovered(model: Any, recovered: Recovered, choice: LossChoice, case: An
     for p in params.values():  # frozen layers too: their gradients are what is checked
         p.requires_grad_(True)
         p.grad = None
-    x = torch.tensor(case.X.T, dtype=tdtype).requires_grad_(True)
+    x = torch.tensor(_readable(case.X.T), dtype=tdtype).requires_grad_(True)
     grads: dict[int, Any] = {}
 
     def hook(idx: int, t: Any) -> None:
@@ -139,8 +140,9 @@ def run_recovered(model: Any, recovered: Recovered, choice: LossChoice, case: An
             a_val = _outputs(torch)[spec.head](z_last)
         run.values[key("A", L)] = _np(a_val.T)
 
-        y = torch.tensor(case.Y.T, dtype=tdtype)
-        labels = None if case.labels is None else torch.tensor(case.labels, dtype=torch.int64)
+        y = torch.tensor(_readable(case.Y.T), dtype=tdtype)
+        labels = (None if case.labels is None
+                  else torch.tensor(_readable(case.labels), dtype=torch.int64))
         if choice.fn is None:
             z_t = out if again.output == "identity" else None
             if z_t is not None and z_t.dim() == 1:

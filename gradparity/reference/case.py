@@ -194,33 +194,31 @@ def _same_arrays(a: Case, b: Case) -> bool:
             and all(same(a.parameters[k], b.parameters[k]) for k in a.parameters))
 
 
-#: The spec's own arrays of the Cases `case_identity` checked last (at most `_KEEP`, each
-#: entry gone with its Case): a Case judged again is compared with them instead of drawing
-#: them again. Private copies, never handed out, so the comparison stays exact however
-#: the caller changes its arrays in between.
+#: The spec's own arrays of the Cases `case_identity` checked last (at most `_KEEP`): a
+#: Case judged again is compared with them instead of drawing them again. Private copies,
+#: never handed out, so the comparison stays exact however the caller changes its arrays
+#: in between. Entries whose Case is gone are dropped at the next check; no weak-reference
+#: callback does it, as one can run inside a garbage collection that starts while this
+#: thread holds the lock.
 _KEEP = 2
 _CHECKED: list[tuple[weakref.ref[Case], Case]] = []
 _CHECKED_LOCK = threading.Lock()
 
 
-def _forget(ref: weakref.ref[Case]) -> None:
-    with _CHECKED_LOCK:
-        _CHECKED[:] = [entry for entry in _CHECKED if entry[0] is not ref]
-
-
 def _own_arrays(item: Case) -> Case:
     """``make_case(item.spec)``, drawn once for a Case checked again while it lives."""
     with _CHECKED_LOCK:
+        _CHECKED[:] = [entry for entry in _CHECKED if entry[0]() is not None]
         for ref, own in _CHECKED:
             if ref() is item and own.spec is item.spec:
                 return own
     own = make_case(item.spec)
     try:
-        ref = weakref.ref(item, _forget)
+        ref = weakref.ref(item)
     except TypeError:  # not a Case of ours (no weak references): nothing kept
         return own
     with _CHECKED_LOCK:
-        _CHECKED[:] = [(ref, own), *_CHECKED[:_KEEP - 1]]
+        _CHECKED[:] = [(ref, own), *(e for e in _CHECKED if e[0]() is not None)][:_KEEP]
     return own
 
 

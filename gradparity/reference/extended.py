@@ -24,14 +24,21 @@ products (a form of the Ozaki scheme):
    are summed in float64 and added once, in long double, to the exact ``A_1 B_1``.
 
 Measured against exact `mpmath` products (`tests/test_extended.py`), the error is a few
-``1e-5`` float64 eps of ``|A| |B|``, elementwise, and stays there for entries spanning many
-orders of magnitude, where cutting every operand into three slices, left out below the
-third (the scheme before this one, with six products), lost the small entries' low bits
-(0.64 eps on a row of 1024 such entries). NumPy's long-double loop is at ``1e-4`` to
-``1e-3`` eps. `matmul` falls back to ``A @ B`` for anything but long double operands on a
-platform whose long double is wider than float64, for non-finite entries, and for
-entries so small or large that the scaled slices could leave float64's exponent range
-(entries below it included, which float64 would round to zero).
+``1e-5`` float64 eps of ``|A| |B|``, elementwise, while the entries of a row (a column)
+span less than a slice's ``2**beta``; cutting every operand into three slices, left out
+below the third (the scheme before this one, with six products), lost the small entries'
+low bits there (0.64 eps on a row of 1024 entries). NumPy's long-double loop is at
+``1e-4`` to ``1e-3`` eps. Entries more than ``2**beta`` below their lane's largest fall
+wholly into the float64 rest, and their products round like float64's, relative to
+themselves: element by element, a tiny entry of ``|A| |B|`` made only of them can be off
+by a sizeable part of its eps (0.25 eps for ``[1, 1e-10] @ [0, 1/3]``). In units of the
+rows' and columns' largest entries, the units of the harness's oracle errors (scaled by
+a tensor's norm or largest entry), the error stays below ``1e-3`` eps (tested).
+
+`matmul` falls back to ``A @ B`` for anything but long double operands on a platform
+whose long double is wider than float64, for non-finite entries, and for entries so small
+or large that the scaled slices could leave float64's exponent range (entries below it
+included, which float64 would round to zero).
 """
 
 from __future__ import annotations
