@@ -146,3 +146,12 @@ def test_the_fused_versions_measure_what_the_judge_measures():
         ran += 1
     if not ran:
         pytest.skip("needs torch or jax")
+
+
+def test_fusion_refuses_a_bad_repeat_count_in_one_line():
+    for bad in ("0", "-3", "x"):
+        out = subprocess.run([sys.executable, "-m", "gradparity.bench.fusion", "--repeats", bad],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2
+        assert f"argument --repeats: '{bad}': expected an integer >= 1" in out.stderr
+        assert "Traceback" not in out.stderr

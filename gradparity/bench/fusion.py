@@ -93,11 +93,24 @@ def _timed_median(fn: Callable[[], object], repeats: int) -> float:
     return median(out)
 
 
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 1")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else argv
-    p = argparse.ArgumentParser(prog="python -m gradparity.bench.fusion",
-                                description=__doc__.split("\n\n")[0])
-    p.add_argument("--repeats", type=int, default=9, help="timed calls per column")
+    p = argparse.ArgumentParser(
+        prog="python -m gradparity.bench.fusion",
+        description="Time the judge's metrics of one tensor in NumPy (compare_arrays) against "
+        "the same metrics fused by jax.jit and torch.compile, one thread everywhere.")
+    p.add_argument("--repeats", type=_at_least_one, default=9,
+                   help="timed calls per column (default 9)")
     args = p.parse_args(args_list)
     _pin_and_reexec(args_list, module="gradparity.bench.fusion")
     from gradparity.core.memory import keep_freed_memory
