@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from gradparity.bench.measure import median as _median
 
 
@@ -148,9 +150,10 @@ def test_the_fused_versions_measure_what_the_judge_measures():
         pytest.skip("needs torch or jax")
 
 
-def test_fusion_refuses_a_bad_repeat_count_in_one_line():
+@pytest.mark.parametrize("module", ["gradparity.bench", "gradparity.bench.fusion"])
+def test_benchmarks_refuse_a_bad_repeat_count_in_one_line(module):
     for bad in ("0", "-3", "x"):
-        out = subprocess.run([sys.executable, "-m", "gradparity.bench.fusion", "--repeats", bad],
+        out = subprocess.run([sys.executable, "-m", module, "--repeats", bad],
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 2
         assert f"argument --repeats: '{bad}': expected an integer >= 1" in out.stderr

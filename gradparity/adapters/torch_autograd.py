@@ -141,10 +141,10 @@ def _readable(a: Any) -> np.ndarray:
 
 def _source(torch: Any, a: np.ndarray, tdtype: Any) -> Any:
     """``a`` for a copy into a ``tdtype`` tensor: a view of its memory where torch can
-    take one (a writable float32 or float64 array in native byte order), else a tensor of
+    take one (a writable float32 or float64 array, once `_readable`), else a tensor of
     its own."""
     a = _readable(a)
-    if a.flags.writeable and a.dtype.isnative and a.dtype in (np.float32, np.float64):
+    if a.flags.writeable and a.dtype in (np.float32, np.float64):
         return torch.from_numpy(a)
     return torch.tensor(a, dtype=tdtype)
 

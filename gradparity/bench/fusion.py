@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from gradparity.bench.measure import median
-from gradparity.bench.run import _pin_and_reexec
+from gradparity.bench.measure import _timed, median
+from gradparity.bench.run import _pin_and_reexec, at_least_one
 
 RTOL, ATOL = 1e-5, 1e-8
 SIZES = (1 << 16, 1 << 20)
@@ -84,32 +84,13 @@ def _torch_metrics() -> Callable | None:
     return run
 
 
-def _timed_median(fn: Callable[[], object], repeats: int) -> float:
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return median(out)
-
-
-def _at_least_one(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 1")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(
         prog="python -m gradparity.bench.fusion",
         description="Time the judge's metrics of one tensor in NumPy (compare_arrays) against "
         "the same metrics fused by jax.jit and torch.compile, one thread everywhere.")
-    p.add_argument("--repeats", type=_at_least_one, default=9,
+    p.add_argument("--repeats", type=at_least_one, default=9,
                    help="timed calls per column (default 9)")
     args = p.parse_args(args_list)
     _pin_and_reexec(args_list, module="gradparity.bench.fusion")
@@ -131,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             e = rng.standard_normal(n).astype(dtype)
             a = (e * (1 + 1e-6 * rng.standard_normal(n))).astype(dtype)
             want = compare_arrays(a, e, rtol=RTOL, atol=ATOL)
-            judge = _timed_median(
-                lambda a=a, e=e: compare_arrays(a, e, rtol=RTOL, atol=ATOL), args.repeats)
+            judge = median([_timed(lambda a=a, e=e: compare_arrays(a, e, rtol=RTOL, atol=ATOL))
+                            for _ in range(args.repeats)])
             cells = [f"{n // 1024} Ki", np.dtype(dtype).name, f"{1e3 * judge:.2f} ms"]
             for name, fn in fused.items():
                 if fn is None:
@@ -146,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{name}: results differ from the judge's at {n} {dtype}",
                           file=sys.stderr)
                     return 1
-                call = _timed_median(lambda fn=fn, a=a, e=e: fn(a, e), args.repeats)
+                call = median([_timed(lambda fn=fn, a=a, e=e: fn(a, e))
+                               for _ in range(args.repeats)])
                 cells += [f"{compile_s:.1f} s", f"{1e3 * call:.2f} ms", f"{call / judge:.1f}x"]
             print("| " + " | ".join(cells) + " |", flush=True)
     return 0

@@ -28,6 +28,17 @@ PINNED = {
 _MARK = "GRADPARITY_BENCH_PINNED"
 
 
+def at_least_one(text: str) -> int:
+    """argparse type of a repeat count: an integer >= 1, else one line naming the value."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 1")
+    return value
+
+
 def _pin_and_reexec(argv: list[str], module: str = "gradparity.bench") -> None:
     if os.environ.get(_MARK) == "1":
         return
@@ -123,7 +134,7 @@ def _print_debug(repeats: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(prog="python -m gradparity.bench", description=__doc__)
-    p.add_argument("--repeats", type=int, default=5, help="rounds per network (median)")
+    p.add_argument("--repeats", type=at_least_one, default=5, help="rounds per network (median)")
     p.add_argument("--small-only", action="store_true",
                    help="only 784-256-256-10 (skip the 784-1024-1024-10 network)")
     p.add_argument("--no-suite", action="store_true",
